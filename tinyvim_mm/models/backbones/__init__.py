@@ -1,0 +1,3 @@
+from .tinyvim import Downsample, LocalBlock, TinyViM, TinyViMBlock
+
+__all__ = ['TinyViM', 'LocalBlock', 'TinyViMBlock', 'Downsample']

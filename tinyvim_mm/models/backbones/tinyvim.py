@@ -1,0 +1,305 @@
+"""TinyViM: frequency-decoupling hybrid Mamba backbone (ICCV 2025).
+
+Module and parameter names follow the released checkpoints (``patch_embed``,
+``network.{i}``, ``norm{i}``), so released weights load without renaming.
+"""
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.utils.checkpoint as cp
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import trunc_normal_
+from mmengine.registry import MODELS
+from timm.layers import DropPath
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..layers import ConvBN, ConvFFN, LaplaceMixer, RepDW, switch_to_deploy
+
+
+class LocalBlock(nn.Module):
+    """``x + layer_scale * FFN(RepDW(x))``: ``(B, C, H, W) -> (B, C, H, W)``.
+
+    Args:
+        channels: channels ``C``.
+        mlp_ratio: FFN hidden width over ``C``.
+        drop_path: stochastic-depth rate of the branch.
+        deploy: build the folded form directly (layer scale folded into
+            ``mlp.fc2``).
+    """
+
+    def __init__(self, channels: int, mlp_ratio: float = 4.0, drop_path: float = 0.0,
+                 deploy: bool = False) -> None:
+        super().__init__()
+        self.deploy = deploy
+        self.dwconv = RepDW(channels, deploy=deploy)
+        self.mlp = ConvFFN(channels, int(channels * mlp_ratio), deploy=deploy)
+        if not deploy:
+            self.layer_scale = nn.Parameter(torch.ones(channels, 1, 1))
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        branch = self.mlp(self.dwconv(x))
+        if not self.deploy:
+            branch = self.layer_scale * branch
+        return x + self.drop_path(branch)
+
+    @torch.no_grad()
+    def switch_to_deploy(self) -> None:
+        if self.deploy:
+            return
+        self.dwconv.switch_to_deploy()
+        self.mlp.fc1.switch_to_deploy()
+        self.mlp.fc2.switch_to_deploy()
+        fc2 = self.mlp.fc2.reparam
+        scale = self.layer_scale.flatten()
+        fc2.weight.mul_(scale.view(-1, 1, 1, 1))
+        fc2.bias.mul_(scale)
+        del self.layer_scale
+        self.deploy = True
+
+
+class TinyViMBlock(nn.Module):
+    """``x + LaplaceMixer(x)`` then ``x + FFN(x)``: ``(B, C, H, W) -> (B, C, H, W)``.
+
+    Args:
+        channels: channels ``C``.
+        low_ratio: fraction of channels the mixer scans.
+        pool_size: the mixer's pooling factor before the scan.
+        mlp_ratio: FFN hidden width over ``C``.
+        drop_path: stochastic-depth rate of both branches.
+        scan_backend: selective-scan backend.
+        deploy: build the folded form directly.
+    """
+
+    def __init__(self, channels: int, low_ratio: float, pool_size: int,
+                 mlp_ratio: float = 4.0, drop_path: float = 0.0,
+                 scan_backend: str = 'auto', deploy: bool = False) -> None:
+        super().__init__()
+        self.op = LaplaceMixer(channels, low_ratio, pool_size,
+                               scan_backend=scan_backend, deploy=deploy)
+        self.mlp = ConvFFN(channels, int(channels * mlp_ratio), deploy=deploy)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.op(x))
+        return x + self.drop_path(self.mlp(x))
+
+
+class Downsample(nn.Module):
+    """Patch merging between stages: ConvBN 3x3 stride 2 (``H, W`` halve,
+    rounding up)."""
+
+    def __init__(self, in_channels: int, out_channels: int, deploy: bool = False) -> None:
+        super().__init__()
+        self.proj = ConvBN(in_channels, out_channels, 3, 2, 1, deploy=deploy)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
+
+
+def _stem(in_channels: int, out_channels: int, deploy: bool) -> nn.Sequential:
+    """Two ConvBN 3x3 stride 2 + GELU: ``(B, 3, H, W) -> (B, C0, H/4, W/4)``."""
+    return nn.Sequential(
+        ConvBN(in_channels, out_channels // 2, 3, 2, 1, deploy=deploy), nn.GELU(),
+        ConvBN(out_channels // 2, out_channels, 3, 2, 1, deploy=deploy), nn.GELU())
+
+
+@MODELS.register_module()
+class TinyViM(BaseModule):
+    """TinyViM backbone.
+
+    Four stages at strides 4, 8, 16, 32. Every stage is a run of
+    :class:`LocalBlock` ending in a :class:`TinyViMBlock`; stage 3 has one more
+    TinyViM block at ``depth // 2``. Each requested output goes through its own
+    BatchNorm (``norm{2 * stage}``, as in the released dense models).
+
+    Args:
+        arch: ``'s'``, ``'b'``, ``'l'`` or a dict with ``widths`` and ``depths``
+            (4 each) and optionally ``low_ratios``, ``pool_sizes`` and
+            ``mlp_ratio``.
+        in_channels: input image channels.
+        out_indices: stages whose (normalised) output is returned.
+        frozen_stages: freeze the stem and the first ``frozen_stages`` stages
+            (with their downsampling layers); ``0`` freezes only the stem,
+            ``-1`` nothing.
+        norm_eval: keep every BatchNorm in eval mode during training.
+        drop_path_rate: stochastic depth, increasing linearly over blocks.
+        with_cp: gradient checkpointing of every block (saves memory).
+        scan_backend: selective-scan backend (``'auto'``, ``'torch'``,
+            ``'cuda'``).
+        deploy: build the reparameterized (folded) structure directly, to load
+            weights saved after :meth:`switch_to_deploy`.
+        init_cfg: mmengine init config. ``dict(type='Pretrained',
+            checkpoint=PATH)`` loads a released checkpoint (classifier or dense
+            layout, bare or under ``model``/``state_dict``) or an mmpretrain /
+            mmdet / mmseg checkpoint of a model with this backbone.
+
+    Example:
+        >>> model = TinyViM('s').eval()
+        >>> [tuple(o.shape) for o in model(torch.rand(1, 3, 224, 224))]
+        [(1, 48, 56, 56), (1, 64, 28, 28), (1, 168, 14, 14), (1, 224, 7, 7)]
+    """
+    arch_settings: Dict[str, dict] = {
+        's': dict(widths=(48, 64, 168, 224), depths=(3, 3, 9, 6)),
+        'b': dict(widths=(48, 96, 192, 384), depths=(4, 3, 10, 5)),
+        'l': dict(widths=(64, 128, 384, 512), depths=(4, 4, 12, 6)),
+    }
+    default_arch = dict(low_ratios=(0.25, 0.5, 0.5, 0.75), pool_sizes=(8, 4, 2, 1),
+                        mlp_ratio=4.0)
+    num_stages = 4
+
+    def __init__(self,
+                 arch: Union[str, dict] = 's',
+                 in_channels: int = 3,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 drop_path_rate: float = 0.0,
+                 with_cp: bool = False,
+                 scan_backend: str = 'auto',
+                 deploy: bool = False,
+                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
+        if init_cfg is None:
+            init_cfg = [dict(type='TruncNormal', layer=['Conv2d', 'Linear'], std=0.02, bias=0.),
+                        dict(type='Constant', layer=['_BatchNorm', 'LayerNorm'], val=1., bias=0.)]
+        super().__init__(init_cfg=init_cfg)
+        self.arch = self._parse_arch(arch)
+        widths, depths = self.arch['widths'], self.arch['depths']
+        self.in_channels = in_channels
+        self.out_indices = self._parse_out_indices(out_indices)
+        if not -1 <= frozen_stages <= self.num_stages:
+            raise ValueError(f'frozen_stages must be in [-1, {self.num_stages}], '
+                             f'got {frozen_stages}')
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+        self.deploy = deploy
+
+        self.patch_embed = _stem(in_channels, widths[0], deploy)
+        total = sum(depths)
+        block_id = 0
+        network = []
+        for i, (width, depth) in enumerate(zip(widths, depths)):
+            if i > 0:
+                network.append(Downsample(widths[i - 1], width, deploy=deploy))
+            mixer_ids = {depth - 1, depth // 2} if i == 2 else {depth - 1}
+            blocks = []
+            for j in range(depth):
+                dpr = drop_path_rate * block_id / max(total - 1, 1)
+                if j in mixer_ids:
+                    blocks.append(TinyViMBlock(
+                        width, self.arch['low_ratios'][i], self.arch['pool_sizes'][i],
+                        self.arch['mlp_ratio'], dpr, scan_backend, deploy))
+                else:
+                    blocks.append(LocalBlock(width, self.arch['mlp_ratio'], dpr, deploy))
+                block_id += 1
+            network.append(nn.Sequential(*blocks))
+        self.network = nn.ModuleList(network)
+        for i in self.out_indices:
+            self.add_module(f'norm{2 * i}', nn.BatchNorm2d(widths[i]))
+        self._freeze_stages()
+
+    @classmethod
+    def _parse_arch(cls, arch: Union[str, dict]) -> dict:
+        if isinstance(arch, str):
+            key = arch.lower()
+            if key not in cls.arch_settings:
+                raise ValueError(f'Unknown TinyViM arch {arch!r}; choose one of '
+                                 f'{sorted(cls.arch_settings)} or pass a dict')
+            arch = cls.arch_settings[key]
+        if not isinstance(arch, dict):
+            raise TypeError(f'arch must be a str or a dict, got {type(arch).__name__}')
+        known = {'widths', 'depths', *cls.default_arch}
+        unknown = set(arch) - known
+        if unknown:
+            raise ValueError(f'Unknown TinyViM arch keys {sorted(unknown)}; '
+                             f'valid keys: {sorted(known)}')
+        missing = {'widths', 'depths'} - set(arch)
+        if missing:
+            raise ValueError(f'TinyViM arch dict lacks {sorted(missing)}')
+        parsed = {**cls.default_arch, **arch}
+        for key in ('widths', 'depths', 'low_ratios', 'pool_sizes'):
+            if len(parsed[key]) != cls.num_stages:
+                raise ValueError(f'arch[{key!r}] needs {cls.num_stages} values, '
+                                 f'got {parsed[key]}')
+        if min(parsed['depths']) < 1 or min(parsed['widths']) < 2:
+            raise ValueError(f'arch widths must be >= 2 and depths >= 1, got {parsed}')
+        return parsed
+
+    @classmethod
+    def _parse_out_indices(cls, out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
+        if isinstance(out_indices, int):
+            out_indices = (out_indices,)
+        parsed = tuple(i % cls.num_stages if i < 0 else i for i in out_indices)
+        if not parsed or any(not 0 <= i < cls.num_stages for i in parsed):
+            raise ValueError(f'out_indices must be non-empty stage indices in '
+                             f'[0, {cls.num_stages}), got {out_indices}')
+        return tuple(sorted(set(parsed)))
+
+    @property
+    def stages(self) -> List[nn.Sequential]:
+        """The 4 block sequences (``network[0], [2], [4], [6]``)."""
+        return [self.network[2 * i] for i in range(self.num_stages)]
+
+    @property
+    def out_channels(self) -> Tuple[int, ...]:
+        """Channels of each returned feature map."""
+        return tuple(self.arch['widths'][i] for i in self.out_indices)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """``(B, in_channels, H, W)`` -> one ``(B, C_i, ~H/2^(i+2), ~W/2^(i+2))``
+        map per entry of ``out_indices``."""
+        if x.dim() != 4:
+            raise ValueError(f'TinyViM expects a 4-D (B, C, H, W) input, got shape '
+                             f'{tuple(x.shape)}')
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f'TinyViM was built for {self.in_channels} input channels, '
+                             f'got an input with {x.shape[1]} (shape {tuple(x.shape)})')
+        x = self.patch_embed(x)
+        outs = []
+        for idx, layer in enumerate(self.network):
+            if self.with_cp and self.training and x.requires_grad:
+                for block in (layer if isinstance(layer, nn.Sequential) else [layer]):
+                    x = cp.checkpoint(block, x, use_reentrant=False)
+            else:
+                x = layer(x)
+            if idx % 2 == 0 and idx // 2 in self.out_indices:
+                outs.append(getattr(self, f'norm{idx}')(x))
+        return tuple(outs)
+
+    def _freeze_stages(self) -> None:
+        if self.frozen_stages < 0:
+            return
+        # Stage i owns network[2i] and the downsampling layer network[2i - 1].
+        frozen = [self.patch_embed, *self.network[:max(2 * self.frozen_stages - 1, 0)]]
+        frozen += [getattr(self, f'norm{2 * i}') for i in self.out_indices
+                   if i < self.frozen_stages]
+        for module in frozen:
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'TinyViM':
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for module in self.modules():
+                if isinstance(module, _BatchNorm):
+                    module.eval()
+        return self
+
+    def init_weights(self) -> None:
+        if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained':
+            from tinyvim_mm.utils.checkpoint import load_pretrained_backbone
+            load_pretrained_backbone(self, self.init_cfg['checkpoint'],
+                                     prefix=self.init_cfg.get('prefix'),
+                                     map_location=self.init_cfg.get('map_location', 'cpu'))
+            self._is_init = True
+            return
+        super().init_weights()
+
+    def switch_to_deploy(self) -> None:
+        """Fold every Conv-BN, RepDW and layer scale into single convs, in place."""
+        switch_to_deploy(self, include_self=False)
+        self.deploy = True
