@@ -1,0 +1,39 @@
+"""Shared fixtures: the released-model fixtures of ``../shared`` and helpers."""
+import importlib.util
+import os
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(os.environ.get('TINYVIM_SHARED', REPO.parent / 'shared')) / 'fixtures' / 'official_tinyvim'
+
+
+@pytest.fixture(scope='session')
+def fixtures_dir() -> Path:
+    if not (FIXTURES / 'synth_weights.py').is_file():
+        raise FileNotFoundError(
+            f'Released-model fixtures not found at {FIXTURES}; put the shared folder beside '
+            'the repository or set TINYVIM_SHARED')
+    return FIXTURES
+
+
+@pytest.fixture(scope='session')
+def synth(fixtures_dir: Path) -> ModuleType:
+    """The fixtures' ``synth_weights`` module (deterministic released-layout weights)."""
+    spec = importlib.util.spec_from_file_location('synth_weights', fixtures_dir / 'synth_weights.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='session')
+def reference_s(fixtures_dir: Path) -> dict:
+    return torch.load(fixtures_dir / 'reference_s.pt', weights_only=True)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
