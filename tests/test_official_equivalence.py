@@ -69,3 +69,25 @@ def test_converter_rejects_foreign_state_dict():
         convert_official({'conv1.weight': torch.zeros(1)})
     with pytest.raises(ValueError, match='target'):
         convert_official({'patch_embed.0.c.weight': torch.zeros(1)}, target='detector')
+
+
+def test_convert_official_tool(synth, fixtures_dir, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    src = tmp_path / 'released.pth'
+    torch.save({'model': synth.synth_state_dict(fixtures_dir / 'keys_s.json'), 'epoch': 299}, src)
+    for target in ('classifier', 'backbone'):
+        dst = tmp_path / f'{target}.pth'
+        subprocess.run([sys.executable, str(REPO / 'tools' / 'convert_official.py'), str(src),
+                        str(dst), '--target', target], check=True, cwd=REPO)
+        state_dict = torch.load(dst, weights_only=True)['state_dict']
+        if target == 'backbone':
+            result = TinyViM('s').load_state_dict(state_dict, strict=False)
+            assert not result.unexpected_keys
+            assert {k.split('.')[0] for k in result.missing_keys} == {'norm0', 'norm2', 'norm4',
+                                                                     'norm6'}
+            assert not any(k.startswith(('head', 'dist_head', 'norm.')) for k in state_dict)
+        else:
+            assert 'backbone.norm6.weight' in state_dict and 'head.dist_head.bias' in state_dict
