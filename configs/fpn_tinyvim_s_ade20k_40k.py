@@ -1,0 +1,50 @@
+# Semantic FPN with a TinyViM-S backbone on ADE20K (150 classes), the
+# PoolFormer / EfficientFormer recipe the paper follows: 512x512 crops,
+# 8 GPUs x 4 images, AdamW lr 2e-4 wd 1e-4, poly (power 0.9) over 40k
+# iterations, single-scale "whole" test at 2048x512 keep-ratio (no resize to
+# a multiple of 32: TinyViM takes any size). B and L configs inherit this one.
+_base_ = [
+    'mmseg::_base_/models/fpn_r50.py', 'mmseg::_base_/datasets/ade20k.py',
+    'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_40k.py'
+]
+
+custom_imports = dict(imports=['tinyvim_mm'], allow_failed_imports=False)
+
+# ImageNet-1k weights: the released checkpoint, or its conversion by
+# `python tools/convert_official.py TinyViM-S.pth checkpoints/tinyvim-s_in1k.pth`.
+checkpoint = 'checkpoints/tinyvim-s_in1k.pth'
+crop_size = (512, 512)
+
+model = dict(
+    pretrained=None,
+    data_preprocessor=dict(size=crop_size),
+    backbone=dict(
+        _delete_=True,
+        type='TinyViM',
+        arch='s',
+        out_indices=(0, 1, 2, 3),
+        frozen_stages=-1,
+        norm_eval=False,  # BN trained: the dense output norms are new
+        drop_path_rate=0.0,
+        init_cfg=dict(type='Pretrained', checkpoint=checkpoint)),
+    neck=dict(in_channels=[48, 64, 168, 224]),
+    decode_head=dict(num_classes=150))
+
+# Under DDP every BN, the backbone's included, becomes SyncBN (the FPN head's
+# norm_cfg already is): statistics over the whole batch of 32 and identical
+# running statistics on every rank (DDP does not broadcast buffers here), so
+# results don't depend on the GPU count. mmengine reverts SyncBN to BN when
+# not distributed (1 GPU / CPU).
+sync_bn = 'torch'
+
+# 8 GPUs x 4 images = total batch 32, the batch the lr is meant for.
+train_dataloader = dict(batch_size=4)
+auto_scale_lr = dict(enable=False, base_batch_size=32)
+
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=1e-4))
+param_scheduler = [
+    dict(type='PolyLR', power=0.9, eta_min=1e-6, begin=0, end=40000, by_epoch=False)
+]

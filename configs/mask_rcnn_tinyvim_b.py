@@ -1,0 +1,39 @@
+# Mask R-CNN + FPN with a TinyViM-B backbone, 1x schedule on COCO 2017, the
+# paper's detection recipe: 8 GPUs x 4 images, AdamW lr 2e-4 wd 0.05, 12
+# epochs with lr steps at 8 and 11, single scale 1333x800. S and L inherit it.
+_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+
+custom_imports = dict(imports=['tinyvim_mm'], allow_failed_imports=False)
+
+# ImageNet-1k weights: the released classifier checkpoint as it is, or its
+# conversion by `python tools/convert_official.py TinyViM-B.pth
+# checkpoints/tinyvim-b_in1k.pth` (docs/detection.md). Paths are relative to
+# the working directory.
+checkpoint = 'checkpoints/tinyvim-b_in1k.pth'
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='TinyViM',
+        arch='b',
+        out_indices=(0, 1, 2, 3),
+        frozen_stages=-1,
+        norm_eval=False,  # BN trained: the dense output norms (norm0..norm6) are new
+        drop_path_rate=0.0,
+        with_cp=False,  # True: recompute blocks in backward, less activation memory
+        init_cfg=dict(type='Pretrained', checkpoint=checkpoint)),
+    neck=dict(in_channels=[48, 96, 192, 384]))
+
+# Under DDP the backbone's BNs (the only norms of this detector) become SyncBN:
+# statistics over all 32 images rather than 4 per GPU, identical running
+# statistics on every rank (mmengine's DDP doesn't broadcast buffers), results
+# independent of the GPU count. mmengine reverts SyncBN to BN when not
+# distributed (1 GPU / CPU). Remove the line for per-GPU BN.
+sync_bn = 'torch'
+
+# 8 GPUs x 4 images = total batch 32, the batch the lr is meant for.
+train_dataloader = dict(batch_size=4, num_workers=4)
+auto_scale_lr = dict(enable=False, base_batch_size=32)
+
+optim_wrapper = dict(
+    optimizer=dict(_delete_=True, type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05))

@@ -1,0 +1,386 @@
+"""Selective scan (Mamba's S6 recurrence) with interchangeable backends.
+
+Shapes follow Mamba/VMamba, with ``K`` scan directions of ``d`` channels each
+sharing one ``B``/``C`` per direction:
+
+- ``u``, ``delta``: ``(b, K*d, L)``
+- ``A``: ``(K*d, N)``, already negative (``A = -exp(A_logs)``)
+- ``B``, ``C``: ``(b, K, N, L)``
+- ``D``, ``delta_bias``: ``(K*d,)`` or ``None``
+
+For channel ``c`` (direction ``k = c // d``) and step ``t``, with ``h_0 = 0``::
+
+    dt  = softplus(delta + delta_bias)            (softplus if delta_softplus)
+    h_t = exp(dt * A) * h_{t-1} + dt * B_t * u_t  (h: an N-vector)
+    y_t = <C_t, h_t> + D * u_t
+
+Every backend accumulates in float32 and returns ``u``'s dtype.
+
+Backends: ``'cuda'`` (mamba-ssm's compiled ``selective_scan_cuda`` extension),
+``'torch'`` (chunked pure PyTorch, any device), ``'ref'`` (a per-step loop, for
+tests and benchmarks) and ``'auto'`` (``'cuda'`` when it can run, else
+``'torch'``).
+"""
+import math
+from typing import List, Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+try:  # mamba-ssm's kernel, imported alone: ``import mamba_ssm`` pulls in Triton and transformers
+    import selective_scan_cuda
+except ImportError as exc:
+    selective_scan_cuda = None
+    _CUDA_IMPORT_ERROR: Optional[ImportError] = exc
+else:
+    _CUDA_IMPORT_ERROR = None
+
+BACKENDS = ('auto', 'cuda', 'torch', 'ref')
+DEFAULT_CHUNK_SIZE = 64
+
+__all__ = [
+    'BACKENDS', 'DEFAULT_CHUNK_SIZE', 'SelectiveScanCuda', 'available_backends',
+    'resolve_backend', 'selective_scan', 'selective_scan_flops',
+    'selective_scan_ref', 'selective_scan_torch'
+]
+
+
+def selective_scan_flops(batch: int, length: int, channels: int, d_state: int,
+                         with_D: bool = True) -> int:
+    """FLOPs of the reference recurrence, VMamba's convention:
+    ``9 * batch * length * channels * d_state``, plus ``batch * channels * length``
+    for the ``D`` skip. ``channels`` is ``K*d``."""
+    flops = 9 * batch * length * channels * d_state
+    if with_D:
+        flops += batch * channels * length
+    return flops
+
+
+def available_backends() -> List[str]:
+    """Backends usable on this machine, best first (``'auto'`` not included)."""
+    cuda = ['cuda'] if selective_scan_cuda is not None and torch.cuda.is_available() else []
+    return cuda + ['torch', 'ref']
+
+
+def resolve_backend(name: str, device: Union[torch.device, str]) -> str:
+    """Map a backend name (``'auto'`` included) to the backend that will run
+    for tensors on ``device``.
+
+    Raises:
+        ValueError: unknown name, or ``'cuda'`` for tensors not on a CUDA device.
+        ImportError: ``'cuda'`` without the ``selective_scan_cuda`` extension.
+    """
+    if name not in BACKENDS:
+        raise ValueError(f'Unknown selective-scan backend {name!r}; valid names: '
+                         f"{', '.join(repr(b) for b in BACKENDS)}.")
+    on_cuda = torch.device(device).type == 'cuda'
+    if name == 'auto':
+        return 'cuda' if on_cuda and selective_scan_cuda is not None else 'torch'
+    if name == 'cuda':
+        if selective_scan_cuda is None:
+            raise ImportError(
+                "The 'cuda' selective-scan backend needs the compiled `selective_scan_cuda` "
+                'extension, which ships with the `mamba-ssm` package built with CUDA '
+                "(pip install mamba-ssm); use backend='torch' otherwise. "
+                f'Import error: {_CUDA_IMPORT_ERROR}') from _CUDA_IMPORT_ERROR
+        if not on_cuda:
+            raise ValueError("The 'cuda' selective-scan backend needs tensors on a CUDA "
+                             f'device, got {device}; use backend=\'torch\' or \'auto\'.')
+    return name
+
+
+def _check_inputs(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                  D: Optional[Tensor], delta_bias: Optional[Tensor]
+                  ) -> Tuple[int, int, int, int, int]:
+    """Validate shapes; return ``(b, K, d, N, L)``."""
+    if u.dim() != 3:
+        raise ValueError(f'u must be (b, K*d, L), got shape {tuple(u.shape)}')
+    if not u.is_floating_point():
+        raise ValueError(f'u must be a floating-point tensor, got {u.dtype}')
+    b, channels, length = u.shape
+    if delta.shape != u.shape:
+        raise ValueError(f'delta must have the shape of u {tuple(u.shape)}, '
+                         f'got {tuple(delta.shape)}')
+    if A.dim() != 2 or A.shape[0] != channels:
+        raise ValueError(f'A must be (K*d, N) = ({channels}, N), got {tuple(A.shape)}')
+    d_state = A.shape[1]
+    if B.dim() != 4 or B.shape[0] != b or B.shape[2:] != (d_state, length):
+        raise ValueError(f'B must be (b, K, N, L) = ({b}, K, {d_state}, {length}), '
+                         f'got {tuple(B.shape)}')
+    if C.shape != B.shape:
+        raise ValueError(f'C must have the shape of B {tuple(B.shape)}, got {tuple(C.shape)}')
+    num_dirs = B.shape[1]
+    if num_dirs == 0 or channels % num_dirs:
+        raise ValueError(f'{channels} channels cannot be split into K={num_dirs} '
+                         "directions (K is B's dim 1)")
+    for name, t in (('D', D), ('delta_bias', delta_bias)):
+        if t is not None and t.shape != (channels, ):
+            raise ValueError(f'{name} must be (K*d,) = ({channels},), got {tuple(t.shape)}')
+    return b, num_dirs, channels // num_dirs, d_state, length
+
+
+def _delta_to_dt(delta: Tensor, delta_bias: Optional[Tensor], delta_softplus: bool) -> Tensor:
+    """``softplus(delta + delta_bias)`` in float32, ``(b, K*d, L)``."""
+    dt = delta.float()
+    if delta_bias is not None:
+        dt = dt + delta_bias.float()[:, None]
+    return F.softplus(dt) if delta_softplus else dt
+
+
+def selective_scan_ref(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                       D: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
+                       delta_softplus: bool = True) -> Tensor:
+    """Naive per-step loop over ``L`` (for tests and benchmarks). Returns
+    ``(b, K*d, L)`` in ``u``'s dtype."""
+    b, _, d, d_state, _ = _check_inputs(u, delta, A, B, C, D, delta_bias)
+    dt = _delta_to_dt(delta, delta_bias, delta_softplus)
+    uf, Af = u.float(), A.float()
+    Bc = B.float().repeat_interleave(d, dim=1)  # (b, K*d, N, L)
+    Cc = C.float().repeat_interleave(d, dim=1)
+    h = uf.new_zeros(b, u.shape[1], d_state)
+    ys = []
+    for dt_t, u_t, B_t, C_t in zip(dt.unbind(-1), uf.unbind(-1), Bc.unbind(-1), Cc.unbind(-1)):
+        h = torch.exp(dt_t[:, :, None] * Af) * h + (dt_t * u_t)[:, :, None] * B_t
+        ys.append((h * C_t).sum(-1))
+    y = torch.stack(ys, dim=-1)
+    if D is not None:
+        y = y + D.float()[:, None] * uf
+    return y.to(u.dtype)
+
+
+def _softplus_(x: Tensor) -> Tensor:
+    """In-place softplus. ``log1p(exp(-|x|))`` is taken as a compensated
+    ``log(1 + e)``: torch's CPU ``log1p`` is not vectorised and made softplus
+    the slowest op of the torch backend."""
+    e = torch.exp(-x.abs())  # (0, 1]
+    p = e + 1
+    correction = (p - 1).sub_(e).div_(p)  # rounding error of 1 + e, relative to p
+    return x.clamp_(min=0).add_(p.log_()).sub_(correction)
+
+
+def _chunked_scan_(x: Tensor, dt: Tensor, log2_A: Tensor, chunk: int,
+                   reverse: bool = False) -> None:
+    """Solve ``h_t = a_t * h_{t-1} + x_t`` (``h_t = a_t * h_{t+1} + x_t`` if
+    ``reverse``) along dim 0 in place of ``x``, from a zero state, with the
+    decays ``a_t = 2 ** (dt_t * log2_A)`` formed on the fly.
+
+    ``x``: ``(L, b, K, N, d)``, ``dt``: ``(L, b, K, 1, d)``, ``log2_A``:
+    ``(K, N, d)``, with ``L % chunk == 0``. Every chunk is first scanned from a
+    zero state, all chunks at once (``chunk`` steps); a loop over the
+    ``L / chunk`` chunks then carries the true state into each chunk, and a
+    second sweep over the chunks' offsets writes all states. Exponents are
+    never positive (``dt >= 0``, ``A <= 0``) and no decay is ever inverted, so
+    nothing can overflow.
+    """
+    num_chunks = x.shape[0] // chunk
+    x = x.view(num_chunks, chunk, *x.shape[1:])
+    dt = dt.view(num_chunks, chunk, *dt.shape[1:])
+
+    def decay(t: int) -> Tensor:  # a at offset t of every chunk
+        return torch.mul(dt[:, t], log2_A).exp2_()
+
+    steps = range(chunk - 1, -1, -1) if reverse else range(chunk)
+    first = steps[0]
+    if num_chunks > 1:
+        end = x[:, first].clone()  # each chunk's final state from a zero start
+        for t in steps[1:]:
+            end = torch.addcmul(x[:, t], decay(t), end)
+        total = torch.mul(dt.sum(1), log2_A).exp2_()  # each chunk's total decay
+        h0 = torch.zeros_like(end)  # the true state entering each chunk
+        chunks = range(num_chunks - 2, -1, -1) if reverse else range(1, num_chunks)
+        for j in chunks:
+            i = j + 1 if reverse else j - 1
+            torch.addcmul(end[i], total[i], h0[i], out=h0[j])
+        x[:, first].addcmul_(decay(first), h0)
+    for prev, t in zip(steps, steps[1:]):
+        x[:, t].addcmul_(decay(t), x[:, prev])
+
+
+def _time_major(x: Tensor, length: int) -> Tensor:
+    """``(b, ..., L)`` -> contiguous ``(length, b, rest)``, zero-padded in time."""
+    b, steps = x.shape[0], x.shape[-1]
+    out = x.new_empty(length, b, x[0].numel() // steps)
+    out[:steps] = x.reshape(b, -1, steps).permute(2, 0, 1)
+    out[steps:] = 0
+    return out
+
+
+def _channels_last(x: Tensor, length: int, shape: Tuple[int, ...]) -> Tensor:
+    """Inverse of :func:`_time_major`: the first ``length`` steps of
+    time-major ``x`` as a contiguous ``shape`` (time last)."""
+    out = x.new_empty(shape)
+    out.view(shape[0], -1, length)[:] = x[:length].view(length, shape[0], -1).permute(1, 2, 0)
+    return out
+
+
+class _ChunkedScan(torch.autograd.Function):
+    """:func:`selective_scan_torch` on float32 inputs, with a hand-written
+    backward that runs the chunked scan in reverse (autograd cannot go through
+    the in-place scan, and is slow through an out-of-place one).
+
+    Internally time-major, so that each time step is contiguous: per-channel
+    tensors are ``(L, b, K, 1, d)``, per-direction ones ``(L, b, K, N, 1)`` and
+    states ``(L, b, K, N, d)``. Only the states are kept for the backward.
+    """
+
+    @staticmethod
+    def forward(ctx, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                D: Optional[Tensor], delta_bias: Optional[Tensor], delta_softplus: bool,
+                chunk: int) -> Tensor:
+        b, num_dirs, d_state, length = B.shape
+        d = u.shape[1] // num_dirs
+        chan, state = (b, num_dirs, 1, d), (b, num_dirs, d_state, 1)
+        padded = math.ceil(length / chunk) * chunk
+        # one zero step more than needed, so that dt[1:] is the next step's dt
+        dt = _time_major(delta, padded + 1).view(-1, *chan)
+        if delta_bias is not None:
+            dt[:length] += delta_bias.reshape(num_dirs, 1, d)
+        z = None
+        if delta_softplus:
+            z = dt[:length].clone()
+            _softplus_(dt[:length])
+        uT = _time_major(u, padded).view(-1, *chan)
+        BT = _time_major(B, padded).view(-1, *state)
+        CT = _time_major(C, padded).view(-1, *state)
+        log2_A = (A * math.log2(math.e)).reshape(num_dirs, d, d_state).transpose(1, 2).contiguous()
+
+        h = torch.mul(uT * dt[:padded], BT)  # inputs dt * u * B, then states
+        _chunked_scan_(h, dt[:padded], log2_A, chunk)
+        y = torch.matmul(CT.transpose(-1, -2), h)  # (padded, b, K, 1, d)
+        y = _channels_last(y, length, u.shape)
+        if D is not None:
+            y.addcmul_(D[:, None], u)
+
+        ctx.save_for_backward(u, z, dt, uT, log2_A, BT, CT, D, h)
+        ctx.has_bias, ctx.chunk = delta_bias is not None, chunk
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y: Tensor):
+        u, z, dt, uT, log2_A, BT, CT, D, h = ctx.saved_tensors
+        padded, b, num_dirs, d_state, d = h.shape
+        length = u.shape[-1]
+        gy = _time_major(grad_y, padded).view(padded, b, num_dirs, 1, d)
+
+        # dL/dh_t = C_t gy_t + a_{t+1} dL/dh_{t+1}: the same scan, reversed
+        g = torch.mul(gy, CT)
+        _chunked_scan_(g, dt[1:], log2_A, ctx.chunk, reverse=True)
+        grad_C = torch.matmul(h, gy.transpose(-1, -2))  # (padded, b, K, N, 1)
+        grad_B = torch.matmul(g, (uT * dt[:padded]).transpose(-1, -2))
+        grad_w = torch.matmul(BT.transpose(-1, -2), g)[:length]  # d/d(dt * u): (L, b, K, 1, d)
+        # d/d(dt_t * A) = dL/dh_t * h_{t-1} * a_t for t >= 1 (h_{-1} = 0)
+        g_log = torch.mul(dt[1:length], log2_A).exp2_().mul_(g[1:length]).mul_(h[:length - 1])
+        grad_A = torch.mul(g_log, dt[1:length], out=g[:length - 1]).sum((0, 1))  # (K, N, d)
+        grad_dt = grad_w * uT[:length]
+        grad_dt[1:] += g_log.mul_(log2_A).sum(3, keepdim=True).mul_(math.log(2))
+        grad_u = _channels_last(grad_w.mul_(dt[:length]), length, u.shape)
+        if z is not None:
+            grad_dt.mul_(torch.sigmoid(z))
+        grad_bias = grad_dt.sum((0, 1)).view(-1) if ctx.has_bias else None
+        grad_D = None
+        if D is not None:
+            grad_u.addcmul_(grad_y, D[:, None])
+            grad_D = (grad_y * u).sum((0, 2))
+        grad_A = grad_A.transpose(1, 2).reshape(num_dirs * d, d_state)
+        return (grad_u, _channels_last(grad_dt, length, u.shape), grad_A,
+                _channels_last(grad_B, length, BT.shape[1:4] + (length, )),
+                _channels_last(grad_C, length, BT.shape[1:4] + (length, )), grad_D, grad_bias,
+                None, None)
+
+
+def selective_scan_torch(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                         D: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
+                         delta_softplus: bool = True,
+                         chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
+    """Pure-PyTorch selective scan (any device, differentiable, float32
+    accumulation). ``L`` is cut into ``ceil(L / chunk_size)`` chunks of equal
+    length (at most ``chunk_size``; the last one zero-padded): the states
+    are swept over the ``chunk_size`` offsets of all chunks at once and carried
+    across the ``L / chunk_size`` chunks, so the Python loops run
+    ``O(chunk_size + L / chunk_size)`` times, not ``L``. Decays are only ever
+    multiplied, never inverted (stable for ``dt >= 0``, ``A <= 0``).
+    Returns ``(b, K*d, L)`` in ``u``'s dtype."""
+    _check_inputs(u, delta, A, B, C, D, delta_bias)
+    if chunk_size < 1:
+        raise ValueError(f'chunk_size must be >= 1, got {chunk_size}')
+    length = u.shape[-1]
+    chunk = math.ceil(length / math.ceil(length / chunk_size))
+    optional = [None if t is None else t.float() for t in (D, delta_bias)]
+    y = _ChunkedScan.apply(u.float(), delta.float(), A.float(), B.float(), C.float(),
+                           *optional, delta_softplus, chunk)
+    return y.to(u.dtype)
+
+
+class SelectiveScanCuda(torch.autograd.Function):
+    """mamba-ssm's ``selective_scan_cuda`` kernel as an autograd function
+    (mirrors ``mamba_ssm.ops.selective_scan_interface.SelectiveScanFn``).
+
+    ``u``, ``delta``, ``B``, ``C`` run in ``u``'s dtype (float32, float16 or
+    bfloat16); ``A``, ``D`` and ``delta_bias`` in float32. Gradients come back
+    in the dtypes of the inputs given.
+    """
+
+    @staticmethod
+    def forward(ctx, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                D: Optional[Tensor], delta_bias: Optional[Tensor],
+                delta_softplus: bool) -> Tensor:
+        ctx.dtypes = [None if t is None else t.dtype for t in (u, delta, A, B, C, D, delta_bias)]
+        u = u.contiguous()
+        delta, B, C = (t.to(u.dtype).contiguous() for t in (delta, B, C))
+        A = A.float().contiguous()
+        D, delta_bias = (None if t is None else t.float().contiguous() for t in (D, delta_bias))
+        out, x, *_ = selective_scan_cuda.fwd(u, delta, A, B, C, D, None, delta_bias,
+                                             delta_softplus)
+        ctx.delta_softplus = delta_softplus
+        ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, x)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor):
+        u, delta, A, B, C, D, delta_bias, x = ctx.saved_tensors
+        grad_out = grad_out.to(u.dtype).contiguous()
+        grads = selective_scan_cuda.bwd(u, delta, A, B, C, D, None, delta_bias, grad_out, x,
+                                        None, None, ctx.delta_softplus, False)[:7]
+        return tuple(None if g is None or dtype is None else g.to(dtype)
+                     for g, dtype in zip(grads, ctx.dtypes)) + (None, )
+
+
+def _selective_scan_cuda(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                           D: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
+                           delta_softplus: bool = True) -> Tensor:
+    """Selective scan on mamba-ssm's CUDA kernel. Returns ``(b, K*d, L)`` in
+    ``u``'s dtype."""
+    _check_inputs(u, delta, A, B, C, D, delta_bias)
+    resolve_backend('cuda', u.device)
+    return SelectiveScanCuda.apply(u, delta, A, B, C, D, delta_bias, delta_softplus)
+
+
+_IMPLS = {
+    'cuda': _selective_scan_cuda,
+    'torch': selective_scan_torch,
+    'ref': selective_scan_ref,
+}
+
+
+def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                   D: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
+                   delta_softplus: bool = True, backend: str = 'auto') -> Tensor:
+    """Selective scan with the chosen backend (see the module docstring).
+
+    Args:
+        u, delta: ``(b, K*d, L)``.
+        A: ``(K*d, N)``, negative.
+        B, C: ``(b, K, N, L)``.
+        D, delta_bias: ``(K*d,)`` or ``None``.
+        delta_softplus: apply softplus to ``delta + delta_bias``.
+        backend: ``'auto'``, ``'cuda'``, ``'torch'`` or ``'ref'``.
+
+    Returns:
+        ``(b, K*d, L)`` in ``u``'s dtype.
+    """
+    name = resolve_backend(backend, u.device)
+    return _IMPLS[name](u, delta, A, B, C, D, delta_bias, delta_softplus)
