@@ -260,6 +260,7 @@ class _ChunkedScan(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_y: Tensor):
+        grad_y = grad_y.float()
         u, z, dt, uT, log2_A, BT, CT, D, h = ctx.saved_tensors
         padded, b, num_dirs, d_state, d = h.shape
         length = u.shape[-1]
@@ -309,8 +310,9 @@ def selective_scan_torch(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tens
     length = u.shape[-1]
     chunk = math.ceil(length / math.ceil(length / chunk_size))
     optional = [None if t is None else t.float() for t in (D, delta_bias)]
-    y = _ChunkedScan.apply(u.float(), delta.float(), A.float(), B.float(), C.float(),
-                           *optional, delta_softplus, chunk)
+    with torch.autocast(u.device.type, enabled=False):  # float32 math under AMP too
+        y = _ChunkedScan.apply(u.float(), delta.float(), A.float(), B.float(), C.float(),
+                               *optional, delta_softplus, chunk)
     return y.to(u.dtype)
 
 

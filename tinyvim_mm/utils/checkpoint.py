@@ -1,4 +1,5 @@
 """Released-checkpoint conversion and pretrained loading for TinyViM."""
+import os
 import re
 from collections import OrderedDict
 from typing import Dict, List, Optional
@@ -112,6 +113,12 @@ def load_pretrained_backbone(model: nn.Module, checkpoint: str,
         The keys of ``model`` left at their initialisation.
     """
     logger = MMLogger.get_current_instance()
+    if '://' not in checkpoint and not os.path.isfile(checkpoint):
+        raise FileNotFoundError(
+            f'Pretrained TinyViM checkpoint {checkpoint!r} not found (working directory '
+            f'{os.getcwd()}). Download a released checkpoint (or convert it with '
+            'tools/convert_official.py) to that path, point init_cfg.checkpoint at it, or '
+            'train from scratch with --cfg-options model.backbone.init_cfg=None')
     raw = extract_state_dict(CheckpointLoader.load_checkpoint(checkpoint, map_location))
     state_dict = backbone_state_dict(raw, prefix)
     skipped = sorted({k.split('.')[0] for k in raw if CLASSIFIER_ONLY.match(k)
