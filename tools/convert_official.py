@@ -2,7 +2,7 @@
 
 The released classifier checkpoints keep their weights under ``model``; the
 output is an mmpretrain checkpoint (``state_dict`` + ``meta``) that
-``tools/test.py`` / ``mim test`` evaluate with the ``tinyvim-*_in1k`` configs,
+``tools/test.py`` / ``mim test`` evaluate with the ``tinyvim_*_8xb128_in1k`` configs,
 or, with ``--target backbone``, a bare dense-backbone state dict.
 
 Example:

@@ -1,3 +1,4 @@
+from . import classifiers, heads  # noqa: F401  (registers heads and classifiers)
 from .backbones import TinyViM
 from .layers import switch_to_deploy
 

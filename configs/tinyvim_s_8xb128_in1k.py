@@ -1,0 +1,92 @@
+# TinyViM-S on ImageNet-1k, the paper's recipe (DeiT-style, as in the released
+# code): 300 epochs at 224x224, 8 GPUs x 128 images, AdamW lr 2e-3 for a batch of
+# 1024 (add --auto-scale-lr for another total batch: linear scaling), weight
+# decay 0.025 (none on norms, biases, layer scales, A_logs, Ds), 5 warm-up epochs
+# from 1e-6 then cosine to 1e-5 (per iteration), RandAugment
+# rand-m9-mstd0.5-inc1, Mixup 0.8 / CutMix 1.0, label smoothing 0.1, random
+# erasing 0.25, EMA of the weights, adaptive gradient clipping 0.02, hard
+# distillation from RegNetY-16GF; evaluation: shorter side 248 (224 / 0.9,
+# bicubic), centre crop 224.
+#
+# Teacher: DeiT's RegNetY-16GF (timm 'regnety_160'), file
+# regnety_160-a5fe3fc4.pth (from the DeiT repository) under checkpoints/, or
+# --cfg-options model.teacher_checkpoint=PATH. Training stops before the first
+# iteration if it is missing; testing does not need it. No teacher:
+# tinyvim_s_8xb128_in1k_noteacher.py.
+_base_ = [
+    'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
+    'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
+    'mmpretrain::_base_/default_runtime.py',
+]
+custom_imports = dict(imports=['tinyvim_mm'], allow_failed_imports=False)
+default_scope = 'mmpretrain'
+
+num_classes = 1000
+model = dict(
+    type='DistillImageClassifier',
+    # out_indices=(3,): the last stage, through its BatchNorm (norm6), is the
+    # released classifier's final norm.
+    backbone=dict(type='TinyViM', arch='s', out_indices=(3, ), drop_path_rate=0.,
+                  scan_backend='auto'),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(
+        type='DistillClsHead',
+        num_classes=num_classes,
+        in_channels=224,
+        distill_weight=0.5,
+        loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original')),
+    teacher=dict(type='TimmClassifier', model_name='regnety_160', pretrained=False,
+                 num_classes=num_classes),
+    teacher_checkpoint='checkpoints/regnety_160-a5fe3fc4.pth',
+    train_cfg=dict(augments=[dict(type='Mixup', alpha=0.8), dict(type='CutMix', alpha=1.0)]))
+
+data_preprocessor = dict(num_classes=num_classes)
+
+# The base's train pipeline is the recipe's (RandomResizedCrop 224 bicubic,
+# flip, RandAugment m9 mstd0.5 increasing, RandomErasing 0.25 per-pixel).
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='ResizeEdge', scale=248, edge='short', backend='pillow', interpolation='bicubic'),
+    dict(type='CenterCrop', crop_size=224),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(batch_size=128, num_workers=8, persistent_workers=True)
+val_dataloader = dict(batch_size=128, num_workers=8, persistent_workers=True,
+                      dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+lr = 2e-3
+optim_wrapper = dict(
+    _delete_=True,
+    type='AGCOptimWrapper',  # 'AmpAGCOptimWrapper' for mixed precision
+    optimizer=dict(type='AdamW', lr=lr, weight_decay=0.025, eps=1e-8, betas=(0.9, 0.999)),
+    clip_grad=dict(type='agc', clip_factor=0.02, eps=1e-3),
+    paramwise_cfg=dict(
+        norm_decay_mult=0.,
+        bias_decay_mult=0.,
+        flat_decay_mult=0.,  # 1-D parameters (Ds, ...)
+        custom_keys={
+            '.layer_scale': dict(decay_mult=0.),
+            '.A_logs': dict(decay_mult=0.),
+            '.Ds': dict(decay_mult=0.),
+            '.dt_projs_bias': dict(decay_mult=0.),
+        }))
+
+max_epochs = 300
+warmup_epochs = 5
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-6 / lr, by_epoch=True, begin=0, end=warmup_epochs,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=warmup_epochs,
+         end=max_epochs, convert_to_iter_based=True),
+]
+train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=1)
+auto_scale_lr = dict(base_batch_size=1024)
+
+# EMA as timm's ModelEmaV2 with decay 0.99996 (weights and BN statistics);
+# validation and saved checkpoints use the EMA weights.
+custom_hooks = [
+    dict(type='EMAHook', momentum=4e-5, update_buffers=True, priority='ABOVE_NORMAL')
+]
+default_hooks = dict(
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3, save_best='auto'))

@@ -1,0 +1,4 @@
+"""Classifiers."""
+from .distill_classifier import DistillImageClassifier
+
+__all__ = ['DistillImageClassifier']

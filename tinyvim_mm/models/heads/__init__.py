@@ -1,0 +1,4 @@
+"""Classification heads."""
+from .distill_head import DistillClsHead
+
+__all__ = ['DistillClsHead']
