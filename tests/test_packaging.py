@@ -414,9 +414,6 @@ def test_installed_mim_links(dist):
     assert cfgs == sorted(p.name for p in (REPO / 'configs').glob('*.py'))
 
 
-@pytest.mark.xfail(strict=False, reason='PEP 660 editable install: mmengine 0.10.7 '
-                   'get_installed_path() joins the dist-info location (site-packages) with the '
-                   'package name; needs a find_spec fallback installed by tinyvim_mm on import')
 def test_mmengine_finds_mim_configs(dist):
     """What `_base_ = 'tinyvim_mm::dir/file.py'` uses, from a cwd that is not the repo root."""
     code = ('import os, tinyvim_mm\n'
