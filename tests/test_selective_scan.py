@@ -1,6 +1,7 @@
 """Selective-scan backends: the chunked torch scan (and the CUDA kernel, where
 present) against the per-step reference loop, dtypes, dispatch and errors."""
 import importlib
+import logging
 import math
 
 import pytest
@@ -161,8 +162,8 @@ def test_resolve_backend_with_and_without_extension(monkeypatch):
 
 
 def test_unknown_backend():
-    with pytest.raises(ValueError, match="'auto', 'cuda', 'torch', 'ref'"):
-        selective_scan(*make_inputs(L=4), backend='triton')
+    with pytest.raises(ValueError, match="'auto', 'cuda', 'torch', 'ref', 'triton'"):
+        selective_scan(*make_inputs(L=4), backend='bogus')
 
 
 @pytest.mark.skipif(HAS_CUDA_EXT, reason='selective_scan_cuda is importable here')
@@ -229,3 +230,105 @@ def test_cuda_matches_torch(dtype, atol, L, with_D, with_bias):
 def test_cuda_backend_rejects_cpu_tensors():
     with pytest.raises(ValueError, match='CUDA device'):
         selective_scan(*make_inputs(L=4), backend='cuda')
+
+
+@pytest.mark.parametrize('L, with_D, with_bias, softplus', [(1, True, True, True),
+                                                          (49, True, True, True),
+                                                          (30, False, False, True),
+                                                          (17, True, False, False)])
+def test_dense_export_form_matches_ref(L, with_D, with_bias, softplus):
+    """The loop-free form used while exporting to ONNX, gradients included."""
+    inputs = make_inputs(L=L, with_D=with_D, with_bias=with_bias, softplus=softplus)
+    assert_backends_agree(scan_module._selective_scan_dense, selective_scan_ref, inputs, softplus)
+
+
+def test_dense_form_used_in_onnx_export(monkeypatch):
+    inputs = [t.detach() for t in make_inputs(L=9)]
+    calls = []
+    dense = scan_module._selective_scan_dense
+    monkeypatch.setattr(scan_module, '_selective_scan_dense', lambda *a: calls.append(1) or dense(*a))
+    monkeypatch.setattr(torch.onnx, 'is_in_onnx_export', lambda: True)
+    assert_close(selective_scan_torch(*inputs), selective_scan_ref(*inputs), 1e-5)
+    assert calls
+
+
+def test_triton_falls_back_with_one_log(monkeypatch, caplog):
+    """No usable GPU: 'triton' runs what 'auto' picks and says so once."""
+    monkeypatch.delenv('TRITON_INTERPRET', raising=False)
+    monkeypatch.setattr(scan_module, 'selective_scan_cuda', None)
+    support = importlib.import_module('tinyvim_mm.ops.support')
+    monkeypatch.setattr(support, '_LOGGED', set())
+    inputs = make_inputs(L=12)
+    with caplog.at_level(logging.WARNING, logger='tinyvim_mm'):
+        assert resolve_backend('triton', 'cpu') == 'torch'
+        y, grads = run(lambda *a, **k: selective_scan(*a, backend='triton', **k), inputs)
+        assert resolve_backend('triton', 'cpu') == 'torch'
+    y_ref, grads_ref = run(selective_scan_torch, inputs)
+    assert torch.equal(y, y_ref) and all(torch.equal(g, r) for g, r in zip(grads, grads_ref))
+    messages = [r.getMessage() for r in caplog.records if 'Triton selective scan' in r.getMessage()]
+    assert len(messages) == 1 and "using 'torch'" in messages[0]
+
+
+class _CpuExtension:
+    """Stand-in for ``selective_scan_cuda`` on the CPU: the reference forward
+    and the torch backend's gradients, in the extension's calling convention."""
+
+    @staticmethod
+    def fwd(u, delta, A, B, C, D, z, delta_bias, softplus):
+        x = u.new_zeros(u.shape[0], u.shape[1], math.ceil(u.shape[2] / 2048), 2 * A.shape[1])
+        return selective_scan_ref(u, delta, A, B, C, D, delta_bias, softplus), x
+
+    @staticmethod
+    def bwd(u, delta, A, B, C, D, z, delta_bias, dout, x, out, dz, softplus, recompute):
+        leaves = [None if t is None else t.detach().requires_grad_()
+                  for t in (u, delta, A, B, C, D, delta_bias)]
+        with torch.enable_grad():
+            y = selective_scan_torch(*leaves, delta_softplus=softplus)
+            grads = iter(torch.autograd.grad(y, [t for t in leaves if t is not None], dout))
+        return [None if t is None else next(grads) for t in leaves] + [None, None]
+
+
+@pytest.mark.parametrize('with_D', [True, False])
+def test_cuda_custom_op_autograd_and_compile(monkeypatch, with_D):
+    """The extension's custom ops: gradients through ``register_autograd`` and
+    one graph under ``torch.compile`` (no break at the scan)."""
+    monkeypatch.setattr(scan_module, 'selective_scan_cuda', _CpuExtension)
+    inputs = make_inputs(L=10, with_D=with_D, with_bias=with_D)
+
+    def scan(*args, **kwargs):
+        return scan_module.SelectiveScanCuda.apply(*args, kwargs.get('delta_softplus', True))
+
+    assert_backends_agree(scan, selective_scan_ref, inputs, atol=1e-4)
+    compiled = torch.compile(scan, backend='aot_eager', fullgraph=True)
+    assert_backends_agree(compiled, selective_scan_ref, inputs, atol=1e-4)
+
+
+@needs_cuda_backend
+def test_cuda_custom_op_fake_matches_extension():
+    """The ops' fake (meta) outputs have the extension's shapes and strides."""
+    u, delta, A, B, C, D, bias = (t.detach() for t in make_inputs(L=49, device='cuda'))
+    out, x = torch.ops.tinyvim.selective_scan_cuda_fwd(u, delta, A, B, C, D, bias, True)
+    torch.library.opcheck(torch.ops.tinyvim.selective_scan_cuda_fwd,
+                          (u, delta, A, B, C, D, bias, True),
+                          test_utils=('test_schema', 'test_faketensor'))
+    grads = torch.ops.tinyvim.selective_scan_cuda_bwd(u, delta, A, B, C, D, bias,
+                                                      torch.randn_like(out), x, True)
+    torch.library.opcheck(torch.ops.tinyvim.selective_scan_cuda_bwd,
+                          (u, delta, A, B, C, D, bias, torch.randn_like(out), x, True),
+                          test_utils=('test_schema', 'test_faketensor'))
+    assert [g.shape for g in grads] == [t.shape for t in (u, delta, A, B, C, D, bias)]
+
+
+@needs_gpu
+@pytest.mark.parametrize('dtype, atol', [(torch.float32, 1e-5), (torch.float16, 2e-2),
+                                         (torch.bfloat16, 6e-2)])
+def test_triton_matches_torch_on_gpu(dtype, atol):
+    if 'triton' not in available_backends():
+        pytest.skip('Triton cannot run on this GPU')
+    inputs = [None if t is None else t.detach()
+              for t in make_inputs(L=49, d=20, dtype=dtype, device='cuda')]
+    with torch.no_grad():
+        y = selective_scan(*inputs, backend='triton')
+        y_torch = selective_scan_torch(*inputs)
+    assert y.dtype == dtype
+    assert_close(y, y_torch, scaled(atol, y_torch), 'output')

@@ -16,10 +16,14 @@ For channel ``c`` (direction ``k = c // d``) and step ``t``, with ``h_0 = 0``::
 
 Every backend accumulates in float32 and returns ``u``'s dtype.
 
-Backends: ``'cuda'`` (mamba-ssm's compiled ``selective_scan_cuda`` extension),
-``'torch'`` (chunked pure PyTorch, any device), ``'ref'`` (a per-step loop, for
-tests and benchmarks) and ``'auto'`` (``'cuda'`` when it can run, else
-``'torch'``).
+Backends: ``'cuda'`` (mamba-ssm's compiled ``selective_scan_cuda`` extension,
+as ``torch.library`` custom ops: differentiable and opaque to ``torch.compile``),
+``'triton'`` (Triton forward kernels, see :mod:`.triton_scan`; where gradients
+are needed, or where Triton cannot run, it falls back to what ``'auto'``
+picks, the latter with a one-line log), ``'torch'`` (chunked pure PyTorch, any
+device; a dense form of plain ops while exporting to ONNX), ``'ref'`` (a
+per-step loop, for tests and benchmarks) and ``'auto'`` (``'cuda'`` when it
+can run, else ``'torch'``).
 """
 import math
 from typing import List, Optional, Tuple, Union
@@ -29,6 +33,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from .support import SCAN_MIN_CAPABILITY, device_key, log_once, triton_unsupported
+from .triton_scan import selective_scan_triton
+
 try:  # mamba-ssm's kernel, imported alone: ``import mamba_ssm`` pulls in Triton and transformers
     import selective_scan_cuda
 except ImportError as exc:
@@ -37,7 +44,7 @@ except ImportError as exc:
 else:
     _CUDA_IMPORT_ERROR = None
 
-BACKENDS = ('auto', 'cuda', 'torch', 'ref')
+BACKENDS = ('auto', 'cuda', 'torch', 'ref', 'triton')
 DEFAULT_CHUNK_SIZE = 64
 
 __all__ = [
@@ -59,14 +66,21 @@ def selective_scan_flops(batch: int, length: int, channels: int, d_state: int,
 
 
 def available_backends() -> List[str]:
-    """Backends usable on this machine, best first (``'auto'`` not included)."""
-    cuda = ['cuda'] if selective_scan_cuda is not None and torch.cuda.is_available() else []
-    return cuda + ['torch', 'ref']
+    """Backends usable on this machine, best first (``'auto'`` not included):
+    ``'cuda'`` for training, ``'triton'`` for inference on the current GPU."""
+    on_gpu = torch.cuda.is_available()
+    cuda = ['cuda'] if selective_scan_cuda is not None and on_gpu else []
+    triton = ['triton'] if on_gpu and not triton_unsupported(*device_key('cuda'),
+                                                             torch.float32) else []
+    return cuda + triton + ['torch', 'ref']
 
 
-def resolve_backend(name: str, device: Union[torch.device, str]) -> str:
+def resolve_backend(name: str, device: Union[torch.device, str],
+                    dtype: torch.dtype = torch.float32) -> str:
     """Map a backend name (``'auto'`` included) to the backend that will run
-    for tensors on ``device``.
+    for ``dtype`` tensors on ``device``. ``'triton'`` where Triton cannot run
+    (no triton, not CUDA, compute capability < 7.0, bf16 before 8.0) becomes
+    what ``'auto'`` picks, with a one-line log.
 
     Raises:
         ValueError: unknown name, or ``'cuda'`` for tensors not on a CUDA device.
@@ -78,6 +92,13 @@ def resolve_backend(name: str, device: Union[torch.device, str]) -> str:
     on_cuda = torch.device(device).type == 'cuda'
     if name == 'auto':
         return 'cuda' if on_cuda and selective_scan_cuda is not None else 'torch'
+    if name == 'triton':
+        reason = triton_unsupported(*device_key(device), dtype, SCAN_MIN_CAPABILITY)
+        if not reason:
+            return 'triton'
+        fallback = resolve_backend('auto', device)
+        log_once(f'tinyvim_mm: Triton selective scan unavailable ({reason}); using {fallback!r}')
+        return fallback
     if name == 'cuda':
         if selective_scan_cuda is None:
             raise ImportError(
@@ -292,6 +313,32 @@ class _ChunkedScan(torch.autograd.Function):
                 None, None)
 
 
+def _selective_scan_dense(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                          D: Optional[Tensor], delta_bias: Optional[Tensor],
+                          delta_softplus: bool) -> Tensor:
+    """The scan in closed form, of plain differentiable ops and no loop, for
+    ONNX export (any ``L``: dynamic input sizes): ``h_t = sum_{s<=t}
+    exp(A (S_t - S_s)) dt_s u_s B_s`` with ``S = cumsum(dt)``. Exponents of the
+    kept terms are never positive; memory is ``O(b K d N L^2)``."""
+    b, num_dirs, d_state, length = B.shape
+    u, A = u.float(), A.float()
+    dt = _delta_to_dt(delta, delta_bias, delta_softplus)  # (b, K*d, L)
+    cum = dt.cumsum(-1)
+    gaps = cum.unsqueeze(-1) - cum.unsqueeze(-2)  # (b, K*d, t, s): S_t - S_s
+    causal = torch.ones_like(gaps[0, 0]).tril()
+    decay = torch.exp(torch.clamp(A[None, :, :, None, None] * gaps.unsqueeze(2), max=0.0))
+    decay = decay * causal  # (b, K*d, N, t, s)
+    shape = (b, num_dirs, -1, d_state, length)
+    Bc = B.float().unsqueeze(2)  # (b, K, 1, N, L), broadcast over each direction's channels
+    Cc = C.float().unsqueeze(2)
+    x = (dt * u).view(b, num_dirs, -1, 1, length) * Bc  # (b, K, d, N, s)
+    h = (decay.view(*shape, length) * x.unsqueeze(-2)).sum(-1)  # (b, K, d, N, t)
+    y = (h * Cc).sum(3).reshape(u.shape)
+    if D is not None:
+        y = y + D.float()[:, None] * u
+    return y
+
+
 def selective_scan_torch(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                          D: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
                          delta_softplus: bool = True,
@@ -303,10 +350,14 @@ def selective_scan_torch(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tens
     across the ``L / chunk_size`` chunks, so the Python loops run
     ``O(chunk_size + L / chunk_size)`` times, not ``L``. Decays are only ever
     multiplied, never inverted (stable for ``dt >= 0``, ``A <= 0``).
-    Returns ``(b, K*d, L)`` in ``u``'s dtype."""
+    While exporting to ONNX, the loop-free :func:`_selective_scan_dense` runs
+    instead. Returns ``(b, K*d, L)`` in ``u``'s dtype."""
     _check_inputs(u, delta, A, B, C, D, delta_bias)
     if chunk_size < 1:
         raise ValueError(f'chunk_size must be >= 1, got {chunk_size}')
+    if torch.onnx.is_in_onnx_export():
+        return _selective_scan_dense(u, delta, A, B, C, D, delta_bias,
+                                     delta_softplus).to(u.dtype)
     length = u.shape[-1]
     chunk = math.ceil(length / math.ceil(length / chunk_size))
     optional = [None if t is None else t.float() for t in (D, delta_bias)]
@@ -316,9 +367,65 @@ def selective_scan_torch(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tens
     return y.to(u.dtype)
 
 
-class SelectiveScanCuda(torch.autograd.Function):
-    """mamba-ssm's ``selective_scan_cuda`` kernel as an autograd function
-    (mirrors ``mamba_ssm.ops.selective_scan_interface.SelectiveScanFn``).
+# mamba-ssm's kernel as custom ops: ``torch.compile`` treats them as opaque
+# calls (an autograd.Function calling the extension would break the graph).
+# ``x`` holds the kernel's per-chunk states (chunks of 2048 steps), which its
+# backward needs. Registered for every device type: the extension itself
+# rejects non-CUDA tensors (tests substitute a CPU stand-in).
+@torch.library.custom_op('tinyvim::selective_scan_cuda_fwd', mutates_args=())
+def _cuda_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
+              delta_bias: Optional[Tensor], delta_softplus: bool) -> Tuple[Tensor, Tensor]:
+    out, x, *_ = selective_scan_cuda.fwd(u, delta, A, B, C, D, None, delta_bias, delta_softplus)
+    return out, x
+
+
+@_cuda_fwd.register_fake
+def _(u, delta, A, B, C, D, delta_bias, delta_softplus):
+    b, channels, length = u.shape
+    x = u.new_empty((b, channels, -(-length // 2048), 2 * A.shape[1]), dtype=A.dtype)
+    return torch.empty_like(delta), x
+
+
+@torch.library.custom_op('tinyvim::selective_scan_cuda_bwd', mutates_args=())
+def _cuda_bwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
+              delta_bias: Optional[Tensor], grad_out: Tensor, x: Tensor,
+              delta_softplus: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
+                                             Tensor]:
+    grads = selective_scan_cuda.bwd(u, delta, A, B, C, D, None, delta_bias, grad_out, x, None,
+                                    None, delta_softplus, False)[:7]
+    # custom ops return tensors: an empty one stands for the gradient of a missing D / bias
+    return tuple(u.new_empty(0) if g is None else g for g in grads)
+
+
+@_cuda_bwd.register_fake
+def _(u, delta, A, B, C, D, delta_bias, grad_out, x, delta_softplus):
+    return (torch.empty_like(u), torch.empty_like(delta), torch.empty_like(A),
+            torch.empty_like(B), torch.empty_like(C),
+            *(u.new_empty(0) if t is None else torch.empty_like(t) for t in (D, delta_bias)))
+
+
+def _cuda_setup_context(ctx, inputs, output) -> None:
+    *tensors, delta_softplus = inputs
+    ctx.save_for_backward(*tensors, output[1])
+    ctx.delta_softplus = delta_softplus
+
+
+def _cuda_backward(ctx, grad_out: Tensor, grad_x: Optional[Tensor]):
+    u, delta, A, B, C, D, delta_bias, x = ctx.saved_tensors
+    grads = torch.ops.tinyvim.selective_scan_cuda_bwd(u, delta, A, B, C, D, delta_bias,
+                                                      grad_out.contiguous(), x,
+                                                      ctx.delta_softplus)
+    return (*grads[:5], None if D is None else grads[5],
+            None if delta_bias is None else grads[6], None)
+
+
+_cuda_fwd.register_autograd(_cuda_backward, setup_context=_cuda_setup_context)
+
+
+class SelectiveScanCuda:
+    """mamba-ssm's ``selective_scan_cuda`` kernel, differentiable (mirrors
+    ``mamba_ssm.ops.selective_scan_interface.SelectiveScanFn``):
+    ``SelectiveScanCuda.apply(u, delta, A, B, C, D, delta_bias, delta_softplus)``.
 
     ``u``, ``delta``, ``B``, ``C`` run in ``u``'s dtype (float32, float16 or
     bfloat16); ``A``, ``D`` and ``delta_bias`` in float32. Gradients come back
@@ -326,34 +433,18 @@ class SelectiveScanCuda(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
-                D: Optional[Tensor], delta_bias: Optional[Tensor],
-                delta_softplus: bool) -> Tensor:
-        ctx.dtypes = [None if t is None else t.dtype for t in (u, delta, A, B, C, D, delta_bias)]
+    def apply(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
+              delta_bias: Optional[Tensor], delta_softplus: bool) -> Tensor:
         u = u.contiguous()
         delta, B, C = (t.to(u.dtype).contiguous() for t in (delta, B, C))
-        A = A.float().contiguous()
         D, delta_bias = (None if t is None else t.float().contiguous() for t in (D, delta_bias))
-        out, x, *_ = selective_scan_cuda.fwd(u, delta, A, B, C, D, None, delta_bias,
-                                             delta_softplus)
-        ctx.delta_softplus = delta_softplus
-        ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, x)
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out: Tensor):
-        u, delta, A, B, C, D, delta_bias, x = ctx.saved_tensors
-        grad_out = grad_out.to(u.dtype).contiguous()
-        grads = selective_scan_cuda.bwd(u, delta, A, B, C, D, None, delta_bias, grad_out, x,
-                                        None, None, ctx.delta_softplus, False)[:7]
-        return tuple(None if g is None or dtype is None else g.to(dtype)
-                     for g, dtype in zip(grads, ctx.dtypes)) + (None, )
+        return _cuda_fwd(u, delta, A.float().contiguous(), B, C, D, delta_bias,
+                         delta_softplus)[0]
 
 
 def _selective_scan_cuda(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
-                           D: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
-                           delta_softplus: bool = True) -> Tensor:
+                         D: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
+                         delta_softplus: bool = True) -> Tensor:
     """Selective scan on mamba-ssm's CUDA kernel. Returns ``(b, K*d, L)`` in
     ``u``'s dtype."""
     _check_inputs(u, delta, A, B, C, D, delta_bias)
@@ -361,8 +452,22 @@ def _selective_scan_cuda(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tens
     return SelectiveScanCuda.apply(u, delta, A, B, C, D, delta_bias, delta_softplus)
 
 
+def _selective_scan_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                           D: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
+                           delta_softplus: bool = True) -> Tensor:
+    """Triton forward kernel where no gradient is needed, else the backend
+    ``'auto'`` picks. Returns ``(b, K*d, L)`` in ``u``'s dtype."""
+    _check_inputs(u, delta, A, B, C, D, delta_bias)
+    tensors = (u, delta, A, B, C, D, delta_bias)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        return _IMPLS[resolve_backend('auto', u.device)](*tensors, delta_softplus)
+    D, delta_bias = (None if t is None else t.float() for t in (D, delta_bias))
+    return selective_scan_triton(u, delta, A.float(), B, C, D, delta_bias, delta_softplus)
+
+
 _IMPLS = {
     'cuda': _selective_scan_cuda,
+    'triton': _selective_scan_triton,
     'torch': selective_scan_torch,
     'ref': selective_scan_ref,
 }
@@ -379,10 +484,10 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
         B, C: ``(b, K, N, L)``.
         D, delta_bias: ``(K*d,)`` or ``None``.
         delta_softplus: apply softplus to ``delta + delta_bias``.
-        backend: ``'auto'``, ``'cuda'``, ``'torch'`` or ``'ref'``.
+        backend: ``'auto'``, ``'cuda'``, ``'triton'``, ``'torch'`` or ``'ref'``.
 
     Returns:
         ``(b, K*d, L)`` in ``u``'s dtype.
     """
-    name = resolve_backend(backend, u.device)
+    name = resolve_backend(backend, u.device, u.dtype)
     return _IMPLS[name](u, delta, A, B, C, D, delta_bias, delta_softplus)

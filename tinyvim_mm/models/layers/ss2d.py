@@ -1,12 +1,13 @@
 """The Laplace mixer of TinyViM blocks: frequency split + 2-D selective scan."""
 import math
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tinyvim_mm.ops import selective_scan
+from tinyvim_mm.ops import cross_scan_block, cross_selective_scan, selective_scan
+from tinyvim_mm.ops.support import SCAN_MIN_CAPABILITY, device_key, triton_unsupported
 from .conv_bn import ConvBN
 from .rep_dw import AxialRepDW, RepDW
 
@@ -78,7 +79,10 @@ class LaplaceMixer(nn.Module):
         pool_size: average-pool factor before the scan (1: no pooling).
         d_state: SSM state size ``N``.
         scan_backend: selective-scan backend, see
-            :func:`tinyvim_mm.ops.selective_scan`.
+            :func:`tinyvim_mm.ops.selective_scan`. With ``'triton'``, inference
+            (no gradients) runs the 4 directions, their sum and the LayerNorm
+            in one kernel (:func:`tinyvim_mm.ops.cross_selective_scan`) where
+            the device and the sizes suit it.
         deploy: build the folded form of the conv layers directly.
     """
 
@@ -138,6 +142,10 @@ class LaplaceMixer(nn.Module):
     def ssm(self, x: torch.Tensor) -> torch.Tensor:
         """4-direction selective scan + LayerNorm: ``(B, D, h, w) -> (B, D, h, w)``
         (computed in fp32)."""
+        if getattr(self.scan, 'backend', None) == 'triton' and not torch.is_grad_enabled():
+            block_d = self._fused_scan_block(x)
+            if block_d is not None:
+                return self._ssm_fused(x, block_d)
         b, d, h, w = x.shape
         length = h * w
         xs = cross_scan(x)
@@ -155,6 +163,40 @@ class LaplaceMixer(nn.Module):
         y = cross_merge(ys.view(b, NUM_DIRECTIONS, d, length), h, w)
         y = self.out_norm(y.permute(0, 2, 3, 1))
         return y.permute(0, 3, 1, 2)
+
+    @staticmethod
+    def _fused_scan_block(x: torch.Tensor) -> Optional[int]:
+        """Channels per program of the fused scan for ``x``, or ``None`` to take
+        the direction-by-direction path."""
+        b, d, h, w = x.shape
+        if triton_unsupported(*device_key(x.device), x.dtype, SCAN_MIN_CAPABILITY):
+            return None
+        return cross_scan_block(b, d, h * w, x.device)
+
+    def _ssm_fused(self, x: torch.Tensor, block_d: int) -> torch.Tensor:
+        """:meth:`ssm` by one Triton kernel (inference only; float32 within 1e-4).
+
+        ``x_proj`` and ``dt_proj`` are per pixel, so they run in the pixels'
+        natural order, folded into one ``(4d + 8N) x d`` matrix; the kernel
+        reads each direction's inputs at its pixels instead of cross-scanned
+        copies, and writes the LayerNorm of the summed directions."""
+        b, d, h, w = x.shape
+        k, n, r = NUM_DIRECTIONS, self.d_state, self.dt_rank
+        with torch.autocast(x.device.type, enabled=False):
+            x_proj = self.x_proj_weight.float()  # (K, r + 2N, d)
+            dt_weight = torch.bmm(self.dt_projs_weight.float(), x_proj[:, :r])  # (K, d, d)
+            weight = torch.cat([dt_weight.reshape(k * d, d), x_proj[:, r:r + n].reshape(k * n, d),
+                                x_proj[:, r + n:].reshape(k * n, d)])
+        pixels = x.permute(0, 2, 3, 1)  # (B, h, w, d): contiguous for channels-last x
+        proj = F.linear(pixels, weight.to(pixels.dtype))  # (B, h, w, K*d + 2*K*N)
+
+        def per_direction(start: int, width: int) -> torch.Tensor:  # (B, K, width, h, w)
+            return proj[..., start:start + k * width].view(b, h, w, k, width).permute(0, 3, 4, 1, 2)
+
+        return cross_selective_scan(
+            x, per_direction(0, d), -torch.exp(self.A_logs.float()), per_direction(k * d, n),
+            per_direction(k * (d + n), n), self.Ds.float(), self.dt_projs_bias.float().flatten(),
+            self.out_norm.weight.float(), self.out_norm.bias.float(), self.out_norm.eps, block_d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act(self.conv2d(self.in_proj(x)))
