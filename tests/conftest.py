@@ -6,6 +6,7 @@ from types import ModuleType
 
 import pytest
 import torch
+import torch.nn as nn
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get('TINYVIM_SHARED', REPO.parent / 'shared')) / 'fixtures' / 'official_tinyvim'
@@ -37,3 +38,16 @@ def reference_s(fixtures_dir: Path) -> dict:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def randomise_bn(module: nn.Module) -> nn.Module:
+    """Non-trivial BatchNorm statistics and affine parameters, so that folding
+    is actually exercised; returns ``module``."""
+    gen = torch.Generator().manual_seed(0)
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+    return module

@@ -5,22 +5,12 @@ import pytest
 import torch
 import torch.nn as nn
 
+from conftest import randomise_bn
 from tinyvim_mm.models import TinyViM, switch_to_deploy
 from tinyvim_mm.models.layers import AxialRepDW, ConvBN, RepDW
 from tinyvim_mm.utils import backbone_state_dict, convert_official
 
 TOL = 1e-4
-
-
-def randomise_bn(module: nn.Module) -> None:
-    """Non-trivial BN statistics so that folding is actually exercised."""
-    g = torch.Generator().manual_seed(0)
-    for m in module.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
 
 
 @pytest.mark.parametrize('layer,channels', [

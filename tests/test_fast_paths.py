@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from conftest import REPO
+from conftest import randomise_bn as randomise
 from tinyvim_mm.models import TinyViM
 from tinyvim_mm.models.layers import AxialRepDW, LaplaceMixer, SelectiveScan
 from tinyvim_mm.ops import (FusedFFN, FusedTinyViMBlock, fused_ffn, optimize_for_inference,
@@ -36,16 +37,6 @@ scan_module = importlib.import_module('tinyvim_mm.ops.selective_scan')
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
 
 
-def randomise(model: nn.Module) -> nn.Module:
-    """Non-trivial BatchNorm statistics (so that folding matters)."""
-    gen = torch.Generator().manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-    return model
 
 
 def max_diff(a, b) -> float:
@@ -160,6 +151,8 @@ def interpreted() -> dict:
     CPU interpreter in a subprocess (the variable must be set before Triton
     compiles anything)."""
     pytest.importorskip('triton')
+    if torch.cuda.is_available():
+        pytest.skip('a GPU is here: the real kernels are tested (test_*_on_gpu)')
     env = dict(os.environ, TRITON_INTERPRET='1', TINYVIM_TESTS=str(REPO / 'tests'),
                PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get('PYTHONPATH', '')]))
     proc = subprocess.run([sys.executable, '-c', INTERPRETER_SCRIPT], env=env, cwd=REPO,

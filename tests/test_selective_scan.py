@@ -239,7 +239,10 @@ def test_cuda_backend_rejects_cpu_tensors():
 def test_dense_export_form_matches_ref(L, with_D, with_bias, softplus):
     """The loop-free form used while exporting to ONNX, gradients included."""
     inputs = make_inputs(L=L, with_D=with_D, with_bias=with_bias, softplus=softplus)
-    assert_backends_agree(scan_module._selective_scan_dense, selective_scan_ref, inputs, softplus)
+    # A different summation order over L: delta_bias's gradient (a sum over batch and
+    # length) differs from the loop's by ~1.5e-5 relative on some BLAS/torch builds.
+    assert_backends_agree(scan_module._selective_scan_dense, selective_scan_ref, inputs, softplus,
+                          atol=5e-5, relative_output=True)
 
 
 def test_dense_form_used_in_onnx_export(monkeypatch):

@@ -22,7 +22,7 @@ from typing import Callable, Dict, List
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tinyvim_mm.ops import (DEFAULT_CHUNK_SIZE, available_backends, selective_scan,  # noqa: E402
+from tinyvim_mm.ops import (available_backends, default_chunk_size, selective_scan,  # noqa: E402
                             selective_scan_ref, selective_scan_torch)
 
 
@@ -35,8 +35,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--length', '-L', type=int, default=1050)
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--dtype', default='float32', choices=['float32', 'float16', 'bfloat16'])
-    parser.add_argument('--chunk-size', type=int, nargs='+', default=[DEFAULT_CHUNK_SIZE],
-                        help='chunk sizes of the torch backend to time')
+    parser.add_argument('--chunk-size', type=int, nargs='+', default=None,
+                        help='chunk sizes of the torch backend to time '
+                        '(default: its own choice, tinyvim_mm.ops.default_chunk_size)')
     parser.add_argument('--repeats', type=int, default=7)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--threads', type=int, default=None,
@@ -95,7 +96,7 @@ def main() -> None:
     impls: Dict[str, Callable] = {}
     if not args.skip_ref:
         impls['ref'] = selective_scan_ref
-    for chunk in args.chunk_size:
+    for chunk in args.chunk_size or [default_chunk_size(args.length)]:
         impls[f'torch (chunk {chunk})'] = (
             lambda *a, chunk=chunk: selective_scan_torch(*a, chunk_size=chunk))
     if device.type == 'cuda' and 'cuda' in available_backends():

@@ -45,10 +45,16 @@ else:
     _CUDA_IMPORT_ERROR = None
 
 BACKENDS = ('auto', 'cuda', 'torch', 'ref', 'triton')
-DEFAULT_CHUNK_SIZE = 64
+
+
+def default_chunk_size(length: int) -> int:
+    """The torch backend's chunk for sequences of ``length``: ``sqrt(2 L)``
+    minimises its ``2 * chunk + L / chunk`` loop iterations (25 at L = 49, 115
+    at L = 1050), and measured as fast as the best fixed size on CPU and GPU."""
+    return max(1, round(math.sqrt(2 * length)))
 
 __all__ = [
-    'BACKENDS', 'DEFAULT_CHUNK_SIZE', 'SelectiveScanCuda', 'available_backends',
+    'BACKENDS', 'default_chunk_size', 'SelectiveScanCuda', 'available_backends',
     'resolve_backend', 'selective_scan', 'selective_scan_flops',
     'selective_scan_ref', 'selective_scan_torch'
 ]
@@ -181,14 +187,14 @@ def _softplus_(x: Tensor) -> Tensor:
     return x.clamp_(min=0).add_(p.log_()).sub_(correction)
 
 
-def _chunked_scan_(x: Tensor, dt: Tensor, log2_A: Tensor, chunk: int,
+def _chunked_scan_(x: Tensor, a: Tensor, dt: Tensor, log2_A: Tensor, chunk: int,
                    reverse: bool = False) -> None:
     """Solve ``h_t = a_t * h_{t-1} + x_t`` (``h_t = a_t * h_{t+1} + x_t`` if
-    ``reverse``) along dim 0 in place of ``x``, from a zero state, with the
-    decays ``a_t = 2 ** (dt_t * log2_A)`` formed on the fly.
+    ``reverse``) along dim 0 in place of ``x``, from a zero state.
 
-    ``x``: ``(L, b, K, N, d)``, ``dt``: ``(L, b, K, 1, d)``, ``log2_A``:
-    ``(K, N, d)``, with ``L % chunk == 0``. Every chunk is first scanned from a
+    ``x``, ``a``: ``(L, b, K, N, d)`` with ``a_t = 2 ** (dt_t * log2_A)``;
+    ``dt``: ``(L, b, K, 1, d)``, ``log2_A``: ``(K, N, d)`` (for each chunk's
+    total decay), with ``L % chunk == 0``. Every chunk is first scanned from a
     zero state, all chunks at once (``chunk`` steps); a loop over the
     ``L / chunk`` chunks then carries the true state into each chunk, and a
     second sweep over the chunks' offsets writes all states. Exponents are
@@ -197,26 +203,23 @@ def _chunked_scan_(x: Tensor, dt: Tensor, log2_A: Tensor, chunk: int,
     """
     num_chunks = x.shape[0] // chunk
     x = x.view(num_chunks, chunk, *x.shape[1:])
-    dt = dt.view(num_chunks, chunk, *dt.shape[1:])
-
-    def decay(t: int) -> Tensor:  # a at offset t of every chunk
-        return torch.mul(dt[:, t], log2_A).exp2_()
+    a = a.view(num_chunks, chunk, *a.shape[1:])
 
     steps = range(chunk - 1, -1, -1) if reverse else range(chunk)
     first = steps[0]
     if num_chunks > 1:
         end = x[:, first].clone()  # each chunk's final state from a zero start
         for t in steps[1:]:
-            end = torch.addcmul(x[:, t], decay(t), end)
-        total = torch.mul(dt.sum(1), log2_A).exp2_()  # each chunk's total decay
+            end = torch.addcmul(x[:, t], a[:, t], end)
+        total = torch.mul(dt.view(num_chunks, chunk, *dt.shape[1:]).sum(1), log2_A).exp2_()
         h0 = torch.zeros_like(end)  # the true state entering each chunk
         chunks = range(num_chunks - 2, -1, -1) if reverse else range(1, num_chunks)
         for j in chunks:
             i = j + 1 if reverse else j - 1
             torch.addcmul(end[i], total[i], h0[i], out=h0[j])
-        x[:, first].addcmul_(decay(first), h0)
+        x[:, first].addcmul_(a[:, first], h0)
     for prev, t in zip(steps, steps[1:]):
-        x[:, t].addcmul_(decay(t), x[:, prev])
+        x[:, t].addcmul_(a[:, t], x[:, prev])
 
 
 def _time_major(x: Tensor, length: int) -> Tensor:
@@ -243,7 +246,7 @@ class _ChunkedScan(torch.autograd.Function):
 
     Internally time-major, so that each time step is contiguous: per-channel
     tensors are ``(L, b, K, 1, d)``, per-direction ones ``(L, b, K, N, 1)`` and
-    states ``(L, b, K, N, d)``. Only the states are kept for the backward.
+    states and decays ``(L, b, K, N, d)``; both are kept for the backward.
     """
 
     @staticmethod
@@ -267,14 +270,17 @@ class _ChunkedScan(torch.autograd.Function):
         CT = _time_major(C, padded).view(-1, *state)
         log2_A = (A * math.log2(math.e)).reshape(num_dirs, d, d_state).transpose(1, 2).contiguous()
 
+        # the decays of every step (and of the zero step after the last), formed once:
+        # the forward scan reads a[:padded], the backward's reverse scan a[1:]
+        a = torch.mul(dt, log2_A).exp2_()  # (padded + 1, b, K, N, d)
         h = torch.mul(uT * dt[:padded], BT)  # inputs dt * u * B, then states
-        _chunked_scan_(h, dt[:padded], log2_A, chunk)
+        _chunked_scan_(h, a[:padded], dt[:padded], log2_A, chunk)
         y = torch.matmul(CT.transpose(-1, -2), h)  # (padded, b, K, 1, d)
         y = _channels_last(y, length, u.shape)
         if D is not None:
             y.addcmul_(D[:, None], u)
 
-        ctx.save_for_backward(u, z, dt, uT, log2_A, BT, CT, D, h)
+        ctx.save_for_backward(u, z, dt, a, uT, log2_A, BT, CT, D, h)
         ctx.has_bias, ctx.chunk = delta_bias is not None, chunk
         return y
 
@@ -282,19 +288,19 @@ class _ChunkedScan(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_y: Tensor):
         grad_y = grad_y.float()
-        u, z, dt, uT, log2_A, BT, CT, D, h = ctx.saved_tensors
+        u, z, dt, a, uT, log2_A, BT, CT, D, h = ctx.saved_tensors
         padded, b, num_dirs, d_state, d = h.shape
         length = u.shape[-1]
         gy = _time_major(grad_y, padded).view(padded, b, num_dirs, 1, d)
 
         # dL/dh_t = C_t gy_t + a_{t+1} dL/dh_{t+1}: the same scan, reversed
         g = torch.mul(gy, CT)
-        _chunked_scan_(g, dt[1:], log2_A, ctx.chunk, reverse=True)
+        _chunked_scan_(g, a[1:], dt[1:], log2_A, ctx.chunk, reverse=True)
         grad_C = torch.matmul(h, gy.transpose(-1, -2))  # (padded, b, K, N, 1)
         grad_B = torch.matmul(g, (uT * dt[:padded]).transpose(-1, -2))
         grad_w = torch.matmul(BT.transpose(-1, -2), g)[:length]  # d/d(dt * u): (L, b, K, 1, d)
         # d/d(dt_t * A) = dL/dh_t * h_{t-1} * a_t for t >= 1 (h_{-1} = 0)
-        g_log = torch.mul(dt[1:length], log2_A).exp2_().mul_(g[1:length]).mul_(h[:length - 1])
+        g_log = torch.mul(a[1:length], g[1:length]).mul_(h[:length - 1])
         grad_A = torch.mul(g_log, dt[1:length], out=g[:length - 1]).sum((0, 1))  # (K, N, d)
         grad_dt = grad_w * uT[:length]
         grad_dt[1:] += g_log.mul_(log2_A).sum(3, keepdim=True).mul_(math.log(2))
@@ -342,23 +348,26 @@ def _selective_scan_dense(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Ten
 def selective_scan_torch(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                          D: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
                          delta_softplus: bool = True,
-                         chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
+                         chunk_size: Optional[int] = None) -> Tensor:
     """Pure-PyTorch selective scan (any device, differentiable, float32
     accumulation). ``L`` is cut into ``ceil(L / chunk_size)`` chunks of equal
     length (at most ``chunk_size``; the last one zero-padded): the states
     are swept over the ``chunk_size`` offsets of all chunks at once and carried
     across the ``L / chunk_size`` chunks, so the Python loops run
-    ``O(chunk_size + L / chunk_size)`` times, not ``L``. Decays are only ever
+    ``O(chunk_size + L / chunk_size)`` times, not ``L`` (``chunk_size=None``:
+    :func:`default_chunk_size`, ``O(sqrt(L))`` iterations). Decays are only ever
     multiplied, never inverted (stable for ``dt >= 0``, ``A <= 0``).
     While exporting to ONNX, the loop-free :func:`_selective_scan_dense` runs
     instead. Returns ``(b, K*d, L)`` in ``u``'s dtype."""
     _check_inputs(u, delta, A, B, C, D, delta_bias)
+    length = u.shape[-1]
+    if chunk_size is None:
+        chunk_size = default_chunk_size(length)
     if chunk_size < 1:
         raise ValueError(f'chunk_size must be >= 1, got {chunk_size}')
     if torch.onnx.is_in_onnx_export():
         return _selective_scan_dense(u, delta, A, B, C, D, delta_bias,
                                      delta_softplus).to(u.dtype)
-    length = u.shape[-1]
     chunk = math.ceil(length / math.ceil(length / chunk_size))
     optional = [None if t is None else t.float() for t in (D, delta_bias)]
     with torch.autocast(u.device.type, enabled=False):  # float32 math under AMP too

@@ -37,6 +37,9 @@ def main() -> None:
     parser.add_argument('--shape', type=int, nargs=4, default=[2, 3, 512, 512])
     args = parser.parse_args()
     print('backends available:', available_backends())
+    # exact float32 convolutions / matmuls: only the scans differ between the runs
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
     torch.manual_seed(0)
     model = TinyViM(args.arch).cuda().train()
     model.init_weights()
@@ -47,11 +50,11 @@ def main() -> None:
             run(model, backend, x, amp)  # warm-up
             results[backend] = run(model, backend, x, amp)
         (ref_out, ref_grad, ref_t), (out, grad, t) = results['torch'], results['cuda']
-        out_err = max((a - b).abs().max().item() for a, b in zip(ref_out, out))
+        out_err = max(((a - b).abs().max() / a.abs().max()).item() for a, b in zip(ref_out, out))
         grad_err = ((grad - ref_grad).norm() / ref_grad.norm()).item()
         print(f'TinyViM-{args.arch.upper()} {"fp16 autocast" if amp else "fp32"} {tuple(x.shape)}: '
               f'fwd+bwd torch {ref_t * 1e3:.1f} ms, cuda {t * 1e3:.1f} ms; '
-              f'max |out diff| {out_err:.2e}, grad rel diff {grad_err:.2e}, '
+              f'out rel diff {out_err:.2e}, grad rel diff {grad_err:.2e}, '
               f'finite: {bool(torch.isfinite(grad).all())}')
 
 

@@ -130,7 +130,7 @@ cfg.train_cfg.update(max_epochs=epochs, val_interval=max(epochs // 4, 1))
 cfg.default_hooks.checkpoint.interval = epochs
 cfg.default_hooks.logger.interval = 10
 iters = epochs * math.ceil(num_train / batch)
-cfg.custom_hooks[0].momentum = min(1.0, 1 / (0.07 * iters))  # EMA over ~7 % of the run
+cfg.custom_hooks[0].momentum = min(0.5, 1 / (0.07 * iters))  # EMA over ~7 % of the run
 if env['LR']:
     cfg.optim_wrapper.optimizer.lr = float(env['LR'])
 if amp:
