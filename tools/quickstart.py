@@ -16,7 +16,7 @@ beats two threads fighting over two cores.
 
 Usage::
 
-    python tools/quickstart.py                 # ~10 min on 2 CPU cores
+    python tools/quickstart.py                 # ~5 min on 2 CPU cores
     python tools/quickstart.py --smoke         # tiny data, 2 iterations each
     python tools/quickstart.py --tasks cls seg --work-dir work_dirs/qs
 

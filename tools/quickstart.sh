@@ -6,7 +6,7 @@
 #    TinyViM-S classification, Mask R-CNN TinyViM-S and Semantic FPN TinyViM-S for a
 #    short schedule each on CPU, tests them with the toolboxes' metrics (top-1, COCO
 #    bbox/segm mAP, mIoU), draws one prediction picture per task and the feature spectra
-#    of the classifier, and prints a summary table. About 10 minutes on 2 CPU cores.
+#    of the classifier, and prints a summary table. About 5 minutes on 2 CPU cores (installed).
 #
 # Outputs: work_dirs/quickstart/{cls,det,seg}/ (work dirs: logs, checkpoint, console.log),
 #   summary.md, summary.json, demo_{cls,det,seg}.png, spectrum_cls.png (+ .json).
