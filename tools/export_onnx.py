@@ -20,6 +20,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from mmengine.runner.checkpoint import CheckpointLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -33,8 +34,7 @@ def load_classifier(arch: str, checkpoint: Optional[str], num_classes: int) -> C
     """The classifier in eval mode, with released or mmpretrain weights if given."""
     model = Classifier(arch, scan_backend='torch', num_classes=num_classes)
     if checkpoint:
-        state_dict = extract_state_dict(torch.load(checkpoint, map_location='cpu',
-                                                   weights_only=True))
+        state_dict = extract_state_dict(CheckpointLoader.load_checkpoint(checkpoint, 'cpu'))
         if is_released_layout(state_dict):
             state_dict = convert_official(state_dict, target='classifier')
         state_dict = {k: v for k, v in state_dict.items() if k.startswith(('backbone.', 'head.'))}

@@ -35,6 +35,27 @@ def extract_state_dict(checkpoint: dict) -> StateDict:
     return state_dict
 
 
+def state_dict_problems(own: StateDict, state_dict: StateDict,
+                        allowed_missing: Optional[re.Pattern] = None) -> List[str]:
+    """How ``state_dict`` differs from a model's own ``own``: entries
+    ``'missing keys: [...]'``, ``'unexpected keys: [...]'`` and ``'shape mismatches:
+    [...]'`` (empty when it fits exactly). Missing keys matching
+    ``allowed_missing`` are not reported."""
+    missing = [k for k in own if k not in state_dict
+               and not (allowed_missing and allowed_missing.match(k))]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
+              for k, v in state_dict.items()
+              if k in own and hasattr(v, 'shape') and v.shape != own[k].shape]
+    problems = []
+    for what, keys in (('missing keys', missing), ('unexpected keys', unexpected),
+                       ('shape mismatches', shapes)):
+        if keys:
+            more = f' ... ({len(keys)} in all)' if len(keys) > 8 else ''
+            problems.append(f'{what}: {keys[:8]}{more}')
+    return problems
+
+
 def is_released_layout(state_dict: StateDict) -> bool:
     """Whether keys follow the released TinyViM implementation (no model prefix)."""
     return any(k.startswith('patch_embed.') for k in state_dict)
@@ -124,18 +145,8 @@ def load_pretrained_backbone(model: nn.Module, checkpoint: str,
     skipped = sorted({k.split('.')[0] for k in raw if CLASSIFIER_ONLY.match(k)
                       and not k.startswith(('backbone.', 'module.'))})
     own = model.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    mismatched = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
-                  for k, v in state_dict.items() if k in own and v.shape != own[k].shape]
-    fresh = [k for k in missing if DENSE_NORM.match(k)]
-    problems = []
-    if [k for k in missing if k not in fresh]:
-        problems.append(f'missing keys: {[k for k in missing if k not in fresh]}')
-    if unexpected:
-        problems.append(f'unexpected keys: {unexpected}')
-    if mismatched:
-        problems.append(f'shape mismatches: {mismatched}')
+    fresh = [k for k in own if k not in state_dict and DENSE_NORM.match(k)]
+    problems = state_dict_problems(own, state_dict, allowed_missing=DENSE_NORM)
     if problems:
         raise RuntimeError(
             f'Checkpoint {checkpoint!r} does not fit {type(model).__name__}'

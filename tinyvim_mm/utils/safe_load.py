@@ -29,6 +29,8 @@ from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.registry import HOOKS
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from .checkpoint import state_dict_problems
+
 
 def _history_buffer_getattr(obj: Any, name: str) -> Any:
     """Stands in for ``builtins.getattr`` while unpickling: ``HistoryBuffer.__getstate__``
@@ -183,20 +185,8 @@ def _bare_model(model: nn.Module) -> nn.Module:
 def check_state_dict(model: nn.Module, state_dict: Dict[str, torch.Tensor]) -> List[str]:
     """Differences between a checkpoint's ``state_dict`` and ``model``: missing and
     unexpected keys and shape mismatches (empty when they fit exactly)."""
-    own = model.state_dict()
     state_dict = {k[7:] if k.startswith('module.') else k: v for k, v in state_dict.items()}
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    shapes = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
-              for k, v in state_dict.items()
-              if k in own and hasattr(v, 'shape') and v.shape != own[k].shape]
-    problems = []
-    for what, keys in (('missing keys', missing), ('unexpected keys', unexpected),
-                       ('shape mismatches', shapes)):
-        if keys:
-            more = f' ... ({len(keys)} in all)' if len(keys) > 8 else ''
-            problems.append(f'{what}: {keys[:8]}{more}')
-    return problems
+    return state_dict_problems(model.state_dict(), state_dict)
 
 
 @HOOKS.register_module()

@@ -11,7 +11,8 @@ from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 from mmpretrain.structures import DataSample
 
-from tinyvim_mm.utils.checkpoint import extract_state_dict
+from tinyvim_mm.utils.checkpoint import extract_state_dict, state_dict_problems
+from tinyvim_mm.utils.safe_load import load_local_checkpoint
 
 from ..heads import DistillClsHead
 
@@ -119,21 +120,13 @@ class DistillImageClassifier(ImageClassifier):
                 'Download the teacher weights there (the TinyViM recipe uses DeiT\'s RegNetY-16GF, '
                 'regnety_160-a5fe3fc4.pth) or train without teacher (*_noteacher configs).')
         try:
-            state_dict = extract_state_dict(torch.load(path, map_location='cpu',
-                                                       weights_only=True))
+            state_dict = extract_state_dict(load_local_checkpoint(str(path), 'cpu'))
         except Exception as err:
             raise RuntimeError(f'Cannot read teacher checkpoint {str(path)!r}: {err}') from err
-        own = self.teacher.state_dict()
-        missing = [k for k in own if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in own]
-        mismatched = [f'{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}'
-                      for k, v in state_dict.items() if k in own and v.shape != own[k].shape]
-        if missing or unexpected or mismatched:
-            raise RuntimeError(
-                f'Teacher checkpoint {str(path)!r} does not fit the teacher ({name}): '
-                f'{len(missing)} missing keys {missing[:5]}, {len(unexpected)} unexpected keys '
-                f'{unexpected[:5]}, {len(mismatched)} shape mismatches (checkpoint vs model) '
-                f'{mismatched[:5]}')
+        problems = state_dict_problems(self.teacher.state_dict(), state_dict)
+        if problems:
+            raise RuntimeError(f'Teacher checkpoint {str(path)!r} does not fit the teacher '
+                               f'({name}): ' + '; '.join(problems))
         self.teacher.load_state_dict(state_dict, strict=True)
         self._teacher_loaded = True
         print_log(f'Loaded the distillation teacher ({name}) from {path}',
