@@ -12,6 +12,14 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get('TINYVIM_SHARED', REPO.parent / 'shared')) / 'fixtures' / 'official_tinyvim'
 
 
+def load_module(path: Path, name: str) -> ModuleType:
+    """A Python file (a tool script, ``setup.py``, a fixture) imported as module ``name``."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope='session')
 def fixtures_dir() -> Path:
     if not (FIXTURES / 'synth_weights.py').is_file():
@@ -24,10 +32,7 @@ def fixtures_dir() -> Path:
 @pytest.fixture(scope='session')
 def synth(fixtures_dir: Path) -> ModuleType:
     """The fixtures' ``synth_weights`` module (deterministic released-layout weights)."""
-    spec = importlib.util.spec_from_file_location('synth_weights', fixtures_dir / 'synth_weights.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(fixtures_dir / 'synth_weights.py', 'synth_weights')
 
 
 @pytest.fixture(scope='session')

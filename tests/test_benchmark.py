@@ -1,12 +1,11 @@
 """``tools/benchmark.py`` on the CPU: tiny batches, float32, the JSON and plot,
 error isolation, and the README preset's control flow (measurements stubbed)."""
-import importlib.util
 import json
 import time
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, load_module
 
 FAST = ['--device', 'cpu', '--dtype', 'fp32', '--batch-size', '2', '--img-size', '32',
         '--warmup', '0', '--repeats', '1', '--min-time', '0']
@@ -14,10 +13,7 @@ FAST = ['--device', 'cpu', '--dtype', 'fp32', '--batch-size', '2', '--img-size',
 
 @pytest.fixture(scope='module')
 def bench():
-    spec = importlib.util.spec_from_file_location('benchmark', REPO / 'tools' / 'benchmark.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(REPO / 'tools' / 'benchmark.py', 'benchmark')
 
 
 def test_inference_forms_and_peer(bench, tmp_path):

@@ -1,6 +1,5 @@
 """ImageNet classification: recipe configs, hard distillation, AGC, released checkpoints."""
 import copy
-import importlib.util
 import math
 import sys
 from pathlib import Path
@@ -16,12 +15,12 @@ from mmengine.runner import load_checkpoint
 from mmpretrain.registry import MODELS, PARAM_SCHEDULERS, TRANSFORMS
 from mmpretrain.structures import DataSample
 
+from conftest import REPO, load_module
 import tinyvim_mm  # noqa: F401  (registers TinyViM, the head, the classifier, AGC)
 from tinyvim_mm.engine import AGCOptimWrapper, adaptive_clip_grad_
 from tinyvim_mm.models.classifiers import DistillImageClassifier
 from tinyvim_mm.models.heads import DistillClsHead
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / 'configs'
 TOL = 1e-4
 TINY_ARCH = dict(widths=(8, 16, 24, 32), depths=(1, 1, 2, 1))
@@ -309,10 +308,7 @@ def test_released_checkpoint_through_mmpretrain(s_model, synth, fixtures_dir, re
     src = tmp_path / 'TinyViM-S.pth'
     torch.save({'model': synth.synth_state_dict(fixtures_dir / 'keys_s.json'), 'epoch': 299}, src)
     dst = tmp_path / 'tinyvim-s_in1k.pth'
-    spec = importlib.util.spec_from_file_location('convert_official',
-                                                  REPO / 'tools' / 'convert_official.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_module(REPO / 'tools' / 'convert_official.py', 'convert_official')
     argv, sys.argv = sys.argv, ['convert_official.py', str(src), str(dst)]
     try:
         tool.main()

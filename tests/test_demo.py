@@ -1,7 +1,6 @@
 """tools/demo.py: the task from the config's default_scope, the toolboxes'
 visualizers on randomly initialised models, and the command line.
 (With trained checkpoints it runs in tests/test_quickstart.py's smoke run.)"""
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import REPO, load_module
 from tinyvim_mm.datasets import make_toy_data
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {
     'cls': 'configs/tinyvim_s_toy_imagenet.py',
     'det': 'configs/mask_rcnn_tinyvim_s_toy_coco.py',
@@ -23,10 +22,7 @@ CONFIGS = {
 
 @pytest.fixture(scope='module')
 def demo() -> ModuleType:
-    spec = importlib.util.spec_from_file_location('demo', REPO / 'tools' / 'demo.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(REPO / 'tools' / 'demo.py', 'demo')
 
 
 @pytest.fixture(scope='module')

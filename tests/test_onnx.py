@@ -1,20 +1,16 @@
 """ONNX export of the folded classifier (``tools/export_onnx.py``): onnxruntime
 matches PyTorch for other batch sizes and input sizes than the traced one."""
-import importlib.util
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, load_module
 
 pytest.importorskip('onnx')
 pytest.importorskip('onnxruntime')
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location('export_onnx', REPO / 'tools' / 'export_onnx.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(REPO / 'tools' / 'export_onnx.py', 'export_onnx')
 
 
 def test_export_matches_pytorch(tmp_path, capsys):

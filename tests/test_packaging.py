@@ -1,7 +1,6 @@
 """Packaging: requirement pins vs the installed stack, setup.py helpers, the mim extension,
 the shell entry points, the README's two commands, and the editable install."""
 import importlib.metadata as md
-import importlib.util
 import json
 import os
 import re
@@ -14,7 +13,8 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO, load_module
+
 SHARED = Path(os.environ.get('TINYVIM_SHARED', REPO.parent / 'shared'))
 REQ_FILES = sorted((REPO / 'requirements').glob('*.txt')) + [REPO / 'requirements.txt']
 STACK = {  # the CPU stack proven together (DESIGN.md, README)
@@ -59,10 +59,7 @@ def installed_version(name):
 @pytest.fixture(scope='module')
 def setup_module_():
     """setup.py imported as a module (its ``setup()`` call is under ``__main__``)."""
-    spec = importlib.util.spec_from_file_location('tinyvim_setup', REPO / 'setup.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(REPO / 'setup.py', 'tinyvim_setup')
 
 
 def shell_var(path, name):

@@ -1,7 +1,6 @@
 """The quickstart (tools/quickstart.sh -> tools/quickstart.py): its smoke mode end to
 end (tiny toy data, a couple of iterations per task, all pictures), and the pieces of
 the full run (configs, lanes, console filter, summary) without training."""
-import importlib.util
 import json
 import os
 import re
@@ -13,15 +12,12 @@ from types import ModuleType
 import pytest
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO, load_module
 
 
 @pytest.fixture(scope='module')
 def qs() -> ModuleType:
-    spec = importlib.util.spec_from_file_location('quickstart', REPO / 'tools' / 'quickstart.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(REPO / 'tools' / 'quickstart.py', 'quickstart')
 
 
 def test_quickstart_sh_contract() -> None:

@@ -1,7 +1,6 @@
 """Exact resume through ``tools/train.py``: a run stopped after N iterations and resumed
 (``--resume``, automatic and explicit) continues with exactly the losses and weights of an
 uninterrupted run; a checkpoint of another model is refused with the keys named."""
-import importlib.util
 import math
 import sys
 from pathlib import Path
@@ -12,10 +11,10 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
+from conftest import REPO, load_module
 import tinyvim_mm  # noqa: F401
 from tinyvim_mm.datasets import make_toy_ade
 
-REPO = Path(__file__).resolve().parents[1]
 WIDTHS = (8, 16, 24, 32)
 
 #: per-iteration losses, by experiment name
@@ -105,10 +104,7 @@ def toy_ade(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope='module')
 def train_tool():
-    spec = importlib.util.spec_from_file_location('tinyvim_train_tool', REPO / 'tools/train.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(REPO / 'tools/train.py', 'tinyvim_train_tool')
 
 
 def run(train_tool, config: Path, work_dir: Path, name: str, *args: str,

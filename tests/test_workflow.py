@@ -15,10 +15,10 @@ from typing import Dict, List, Optional
 import pytest
 import yaml
 
+from conftest import REPO, load_module
 from test_resume import tiny_seg_config
 from tinyvim_mm.datasets import make_toy_ade
 
-REPO = Path(__file__).resolve().parents[1]
 TOOLS = REPO / 'tools'
 LAUNCHERS = {  # script: its positional arguments
     'dist_train.sh': ['CONFIG', '2'],
@@ -171,12 +171,8 @@ def test_python_tools_usage():
 
 def test_train_tool_options(tmp_path):
     """tools/train.py's command line on a config (no runner built)."""
-    import importlib.util
-
     from mmengine.config import Config
-    spec = importlib.util.spec_from_file_location('tinyvim_train_cli', TOOLS / 'train.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_module(TOOLS / 'train.py', 'tinyvim_train_cli')
 
     def merged(*argv: str, **cfg) -> Config:
         args = tool.parse_args(['configs/x.py', *argv])
