@@ -1,0 +1,1 @@
+"""Selective-scan backends (being moved here from ``tinyvim_mm.ops.selective_scan``)."""
