@@ -18,7 +18,9 @@ _base_ = [
     'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
     'mmpretrain::_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['tinyvim_mm'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['tinyvim_mm', 'tinyvim_mm.models.classifiers.distill_classifier'],
+    allow_failed_imports=False)
 default_scope = 'mmpretrain'
 
 num_classes = 1000

@@ -32,7 +32,6 @@ import math
 import platform
 import signal
 import statistics
-import sys
 import time
 import traceback
 from pathlib import Path
@@ -43,10 +42,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from tinyvim_mm.deploy import optimize_for_inference  # noqa: E402
 from tinyvim_mm.models import TinyViM  # noqa: E402
-from tinyvim_mm.ops import available_backends, optimize_for_inference  # noqa: E402
-from tinyvim_mm.ops.support import DOT_MIN_CAPABILITY, device_key, triton_unsupported  # noqa: E402
+from tinyvim_mm.ops import available_backends  # noqa: E402
+from tinyvim_mm.ops.device import DOT_MIN_CAPABILITY, device_key, triton_unsupported  # noqa: E402
 
 PEERS = ('mobileone_s1', 'repvit_m1_1', 'efficientformer_l1', 'fastvit_t12', 'poolformer_s12',
          'mambaout_femto', 'resnet50')

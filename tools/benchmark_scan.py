@@ -14,15 +14,13 @@ import argparse
 import json
 import math
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Dict, List
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tinyvim_mm.ops import (available_backends, default_chunk_size, selective_scan,  # noqa: E402
+from tinyvim_mm.ops import (available_backends, default_chunk_size, selective_scan,
                             selective_scan_ref, selective_scan_torch)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from tinyvim_mm.utils import convert_official, extract_state_dict
+from tinyvim_mm.checkpoint import convert_official, extract_state_dict
 
 
 def parse_args() -> argparse.Namespace:

@@ -6,7 +6,7 @@ Examples:
 """
 import argparse
 
-from tinyvim_mm.utils.complexity import classifier_complexity
+from tinyvim_mm.analysis import classifier_complexity
 
 PAPER = {'s': (5.6, 0.9), 'b': (11.0, 1.5), 'l': (31.7, 4.7)}
 

@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# Install the pinned CPU stack and tinyvim_mm (editable) into the current Python.
+# Install the pinned CPU stack and tinyvim_mm into the current Python.
 #
 #   bash tools/install.sh
 #
 # Idempotent. When everything is already there (pinned versions, mmcv ops importable,
-# tinyvim_mm installed in develop mode from this checkout, openmim) it touches nothing and
-# returns in a few seconds. Otherwise:
+# tinyvim_mm installed from this checkout and equal to it, openmim) it touches nothing and
+# returns in a few seconds; a checkout edited since the last install is re-installed
+# (seconds). Otherwise:
 #   1. mmcv 2.1.0: the prebuilt wheel of ../shared/wheels/cpu-cp311 when it matches this
 #      Python, else a wheel cached by an earlier run, else a build from the PyPI sdist
 #      (setup.py's -std=c++17 raised to -std=c++20, MMCV_WITH_OPS=1, no build isolation;
 #      ~25 min on 2 cores; the wheel is cached for the next run);
 #   2. ONE pip call for the whole stack (requirements.txt: torch/torchvision pinned in it,
 #      so the resolver cannot swap torch under the prebuilt mmcv);
-#   3. pip install -e . --no-deps   (fills tinyvim_mm/.mim with links);
+#   3. pip install --no-deps --no-build-isolation .  (a regular install: copies of configs/,
+#      tools/, ... in tinyvim_mm/.mim, where mim and `tinyvim_mm::` config bases look);
 #   4. openmim with --no-deps (its own requirements pull openxlab, which pins an old
 #      setuptools); what it really imports comes with step 2 (requirements/optional.txt).
 #
@@ -52,9 +54,9 @@ cd "$ROOT"
 
 # ---------------------------------------------------------------------------------------
 # The check: versions pinned in requirements.txt (recursively), the other listed packages
-# present, mmcv ops / toolboxes importable, tinyvim_mm editable from this checkout with its
+# present, mmcv ops / toolboxes importable, tinyvim_mm installed from this checkout and equal
 # .mim links, openmim. Prints what is missing; exit status 0 = nothing to do, 2 = only the
-# tinyvim_mm editable install is missing or stale (pip install -e . fixes it), 1 = more.
+# tinyvim_mm install is missing or stale (step 3 fixes it), 1 = more.
 check_env() {
   TINYVIM_ROOT="$ROOT" TINYVIM_OPENMIM="$OPENMIM_VERSION" TINYVIM_NO_MIM="${TINYVIM_NO_MIM:-0}" \
     "$PYTHON" -W ignore - <<'PY'
@@ -109,25 +111,47 @@ try:  # mmpretrain 1.2.0's multimodal models break on import with transformers 5
 except md.PackageNotFoundError:
     pass
 
-# Editable install of *this* checkout, with the .mim links.
+# tinyvim_mm installed (a regular install, as mim needs) from this checkout, up to date:
+# every file of the package, its .mim copies and the start-up .pth equal the checkout's.
+def same_tree(src, dst, suffixes):
+    """Relative paths under src / dst (files with these suffixes) that differ."""
+    def files(top):
+        return {os.path.relpath(os.path.join(d, f), top)
+                for d, _, names in os.walk(top)
+                if not {'__pycache__', '.mim'} & set(os.path.relpath(d, top).split(os.sep))
+                for f in names if f.endswith(suffixes)} if os.path.isdir(top) else set()
+    a, b = files(src), files(dst)
+    return sorted((a ^ b) | {f for f in a & b if open(os.path.join(src, f), 'rb').read()
+                              != open(os.path.join(dst, f), 'rb').read()})
+
+
 try:
-    # the dist pip installed, not the in-tree tinyvim_mm.egg-info setuptools leaves behind
-    dists = [d for d in md.distributions(name='tinyvim_mm')
-             if d.read_text('direct_url.json') is not None or d.read_text('INSTALLER')]
+    dists = [d for d in md.distributions(name='tinyvim_mm') if d.read_text('INSTALLER')]
     if not dists:
         raise md.PackageNotFoundError('tinyvim_mm')
-    info = json.loads(dists[0].read_text('direct_url.json') or '{}')
-    url = info.get('url', '')
-    editable = info.get('dir_info', {}).get('editable', False)
-    path = re.sub(r'^file://', '', url)
-    if not editable or os.path.realpath(path) != os.path.realpath(root):
-        pkg_problems.append(f'tinyvim_mm is installed but not editable from {root} ({url})')
-    mim = os.path.join(root, 'tinyvim_mm', '.mim')
-    for name in ('configs', 'tools', 'model-index.yml', 'requirements'):
-        src = os.path.join(root, name)
-        tar = os.path.join(mim, name)
-        if os.path.exists(src) and not (os.path.islink(tar) or os.name == 'nt'):
-            pkg_problems.append(f'{tar} is not a link (re-run pip install -e .)')
+    dist = dists[0]
+    info = json.loads(dist.read_text('direct_url.json') or '{}')
+    path = re.sub(r'^file://', '', info.get('url', ''))
+    site = str(dist.locate_file(''))
+    if info.get('dir_info', {}).get('editable'):
+        pkg_problems.append('tinyvim_mm is an editable install; mim needs a regular one')
+    elif os.path.realpath(path) != os.path.realpath(root):
+        pkg_problems.append(f'tinyvim_mm was installed from {path or "an index"}, not {root}')
+    else:
+        pkg = os.path.join(site, 'tinyvim_mm')
+        stale = same_tree(os.path.join(root, 'tinyvim_mm'), pkg, ('.py', ))
+        for name in ('configs', 'tools', 'requirements'):
+            stale += [f'{name}/{f}' for f in same_tree(
+                os.path.join(root, name), os.path.join(pkg, '.mim', name), ('.py', '.sh', '.txt', '.yml'))]
+        for name, where in (('tinyvim_mm_compat.py', site), ('model-index.yml', os.path.join(pkg, '.mim'))):
+            if not os.path.isfile(os.path.join(where, name)) or open(os.path.join(root, name), 'rb').read() \
+                    != open(os.path.join(where, name), 'rb').read():
+                stale.append(name)
+        if not os.path.isfile(os.path.join(site, 'tinyvim_mm-mmengine.pth')):
+            stale.append('tinyvim_mm-mmengine.pth')
+        if stale:
+            pkg_problems.append(f'installed tinyvim_mm differs from the checkout in {len(stale)} '
+                                f'file(s), e.g. {", ".join(stale[:3])}')
 except md.PackageNotFoundError:
     pkg_problems.append('tinyvim_mm not installed')
 
@@ -141,19 +165,19 @@ if not problems:  # the imports themselves (a few seconds)
         import mmpretrain  # noqa: F401
     except Exception as e:  # noqa: BLE001
         problems.append(f'import failed: {type(e).__name__}: {e}')
-if not pkg_problems:
-    try:
-        import importlib.util  # locate tinyvim_mm without importing it (the tests do)
-        real = os.path.realpath(os.path.dirname(importlib.util.find_spec('tinyvim_mm').origin))
-        if real != os.path.realpath(os.path.join(root, 'tinyvim_mm')):
-            pkg_problems.append(f'import tinyvim_mm resolves to {real}, not this checkout')
-    except Exception as e:  # noqa: BLE001
-        pkg_problems.append(f'tinyvim_mm not found: {type(e).__name__}: {e}')
-
 for p in problems + pkg_problems:
     print(f'[install]   - {p}')
 sys.exit(1 if problems else 2 if pkg_problems else 0)
 PY
+}
+
+# A regular install (copies; mim needs them) from this checkout. build/ is removed first:
+# setuptools would otherwise ship files deleted from the checkout but left in build/lib.
+install_package() {
+  say "pip install --no-deps --no-build-isolation . (tinyvim_mm from $ROOT)"
+  rm -rf "$ROOT/build"
+  "${PIP[@]}" install -q --no-deps --no-build-isolation --force-reinstall "$ROOT"
+  rm -rf "$ROOT/build" "$ROOT"/*.egg-info
 }
 
 say "python: $("$PYTHON" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
@@ -165,11 +189,11 @@ fi
 if [ "${TINYVIM_FORCE_INSTALL:-0}" != 1 ]; then
   rc=0; check_env || rc=$?
   if [ "$rc" = 0 ]; then
-    say "environment complete (pinned stack, mmcv ops, tinyvim_mm editable): nothing to do [$((SECONDS - T0)) s]"
+    say "environment complete (pinned stack, mmcv ops, tinyvim_mm = this checkout): nothing to do [$((SECONDS - T0)) s]"
     exit 0
   elif [ "$rc" = 2 ]; then
-    say "stack complete; (re)installing tinyvim_mm: pip install -e . --no-deps ..."
-    "${PIP[@]}" install --no-deps -e .
+    say "stack complete; (re)installing tinyvim_mm ..."
+    install_package
     check_env || die "the environment is still incomplete (see above)"
     say "done [$((SECONDS - T0)) s]"
     exit 0
@@ -232,9 +256,8 @@ fi
 say "pip install -r requirements.txt (pinned stack, one call) ..."
 "${PIP[@]}" install "${PIP_OPTS[@]}" -r requirements.txt
 
-# 3. tinyvim_mm itself, editable (setup.py links configs/ tools/ ... into tinyvim_mm/.mim).
-say "pip install -e . --no-deps ..."
-"${PIP[@]}" install --no-deps -e .
+# 3. tinyvim_mm itself.
+install_package
 
 # 4. openmim without its requirements (openxlab pins an old setuptools).
 if [ "${TINYVIM_NO_MIM:-0}" != 1 ]; then

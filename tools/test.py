@@ -13,15 +13,14 @@ error naming them, not a silently half-loaded model).
 """
 import argparse
 import os
-from copy import deepcopy
 from typing import List, Optional
 
-from mmengine.config import Config, ConfigDict
+from mmengine.config import Config
 
-from train import (GUARD_HOOK, add_common_args, add_hook, apply_launcher, build_runner,
-                   default_work_dir)
-
-TOOLBOXES = ('mmdet', 'mmseg', 'mmpretrain')
+from tinyvim_mm.checkpoint import use_safe_loader
+from tinyvim_mm.engine.runner import (add_common_args, add_dump, add_hook, apply_launcher,
+                                      build_runner, default_work_dir, enable_tta,
+                                      enable_visualization, toolbox)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -47,54 +46,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
-def toolbox(cfg: Config) -> str:
-    scope = cfg.get('default_scope')
-    if scope not in TOOLBOXES:
-        raise ValueError(f'default_scope {scope!r}: expected one of {TOOLBOXES} '
-                         '(configs inherit the toolbox\'s default_runtime)')
-    return scope
-
-
-def enable_visualization(cfg: Config, args: argparse.Namespace, scope: str) -> None:
-    """Turn on the toolbox's visualization hook (DetVisualizationHook,
-    SegVisualizationHook, VisualizationHook) as its own test.py does."""
-    hook = cfg.default_hooks.get('visualization')
-    if hook is None:
-        raise RuntimeError('--show / --show-dir need default_hooks.visualization in the config')
-    hook.update(show=args.show, wait_time=args.wait_time, interval=args.interval)
-    if scope == 'mmpretrain':
-        hook.update(enable=True, out_dir=args.show_dir)
-        return
-    hook.draw = True
-    if args.show_dir and scope == 'mmdet':
-        hook.test_out_dir = args.show_dir
-    elif args.show_dir:
-        cfg.visualizer.save_dir = args.show_dir
-
-
-def enable_tta(cfg: Config, scope: str) -> None:
-    """Wrap the model in the config's ``tta_model`` and test with ``tta_pipeline``;
-    without them flip TTA for mmdet and mmpretrain (as their test.py)."""
-    if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
-        if scope == 'mmseg':
-            raise RuntimeError('--tta needs tta_model and tta_pipeline in the config')
-        pipeline = deepcopy(cfg.test_dataloader.dataset.pipeline)
-        pack = pipeline[-1]
-        if scope == 'mmdet':
-            cfg.setdefault('tta_model', dict(
-                type='DetTTAModel',
-                tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100)))
-            pack = dict(pack, meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                                         'scale_factor', 'flip', 'flip_direction'))
-        else:
-            cfg.setdefault('tta_model', dict(type='AverageClsScoreTTA'))
-        pipeline[-1] = dict(type='TestTimeAug', transforms=[
-            [dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)], [pack]])
-        cfg.setdefault('tta_pipeline', pipeline)
-    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
-    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
-
-
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
@@ -105,30 +56,20 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         if args.tta and scope == 'mmpretrain':
             raise ValueError('--show / --show-dir with --tta: mmpretrain\'s VisualizationHook '
                              'draws single-view batches only; drop one of them')
-        enable_visualization(cfg, args, scope)
+        enable_visualization(cfg, scope, args.show, args.show_dir, args.interval,
+                             args.wait_time)
     if args.tta:
         enable_tta(cfg, scope)
     if args.out is not None and scope == 'mmseg':
         cfg.test_evaluator.update(output_dir=args.out, keep_results=True)
-    add_hook(cfg, dict(type=GUARD_HOOK, strict_load=True))
+    add_hook(cfg, dict(type='CheckpointGuardHook', strict_load=True))
     apply_launcher(cfg, args.launcher)
     return cfg
 
 
-def add_dump(runner, out: str, scope: str) -> None:
-    """Predictions to a pickle file (mmdet: boxes and RLE masks)."""
-    if not out.endswith(('.pkl', '.pickle')):
-        raise ValueError(f'--out {out}: the predictions file must be a .pkl file')
-    if scope == 'mmdet':
-        from mmdet.evaluation import DumpDetResults as Dump
-    else:
-        from mmengine.evaluator import DumpResults as Dump
-    runner.test_evaluator.metrics.append(Dump(out_file_path=out))
-
-
 def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
-    import tinyvim_mm  # noqa: F401  (see tools/train.py)
+    use_safe_loader()
     cfg = merge_args(Config.fromfile(args.config), args)
     runner = build_runner(cfg)
     if args.out is not None and cfg.default_scope != 'mmseg':

@@ -20,7 +20,6 @@ Examples::
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -28,13 +27,9 @@ import numpy as np
 import torch
 from mmengine.logging import MMLogger
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from tinyvim_mm.models import TinyViM  # noqa: E402
-from tinyvim_mm.utils.spectrum import (collect_mixer_maps, high_frequency_ratio,  # noqa: E402
-                                       log_amplitude_spectrum)
+from tinyvim_mm.analysis.spectrum import (collect_mixer_maps, high_frequency_ratio,
+                                          log_amplitude_spectrum)
+from tinyvim_mm.models import TinyViM
 
 PANELS = [  # (map key, panel title)
     ('input', 'mixer input'),

@@ -1,4 +1,8 @@
 """Training components: optimizer wrappers and hooks."""
 from .agc import AGCOptimWrapper, AmpAGCOptimWrapper, adaptive_clip_grad_
+from .hooks import CheckpointGuardHook, get_rng_states, set_rng_states
 
-__all__ = ['AGCOptimWrapper', 'AmpAGCOptimWrapper', 'adaptive_clip_grad_']
+__all__ = [
+    'AGCOptimWrapper', 'AmpAGCOptimWrapper', 'CheckpointGuardHook', 'adaptive_clip_grad_',
+    'get_rng_states', 'set_rng_states'
+]

@@ -1,5 +1,6 @@
-from . import classifiers, heads  # noqa: F401  (registers heads and classifiers)
+"""Models: layers, the TinyViM backbone, heads and classifiers."""
 from .backbones import TinyViM
+from .classifiers import TinyViMClassifier
 from .layers import switch_to_deploy
 
-__all__ = ['TinyViM', 'switch_to_deploy']
+__all__ = ['TinyViM', 'TinyViMClassifier', 'switch_to_deploy']

@@ -1,17 +1,16 @@
-"""Custom operators: selective-scan backends, Triton fast paths and the
-capability checks that choose among them."""
-from .fused_ffn import fused_ffn, fused_ffn_unsupported
-from .inference import FusedFFN, FusedTinyViMBlock, optimize_for_inference
-from .selective_scan import (BACKENDS, SelectiveScanCuda, available_backends, default_chunk_size,
-                             resolve_backend, selective_scan, selective_scan_flops,
-                             selective_scan_ref, selective_scan_torch)
-from .support import triton_unsupported
-from .triton_scan import cross_scan_block, cross_selective_scan
+"""Kernels and their dispatch: the selective-scan backends (:mod:`.scan`), the fused
+FFN block (:mod:`.ffn`) and the device capability checks that choose among them
+(:mod:`.device`). Nothing here imports :mod:`tinyvim_mm.models`."""
+from .device import kernel_unsupported
+from .ffn import fused_ffn, fused_ffn_transposed, fused_ffn_unsupported
+from .scan import (BACKENDS, SelectiveScanCuda, available_backends, check_backend,
+                   cross_selective_scan, default_chunk_size, fused_cross_scan_block,
+                   resolve_backend, selective_scan, selective_scan_flops, selective_scan_ref,
+                   selective_scan_torch)
 
 __all__ = [
-    'BACKENDS', 'default_chunk_size', 'SelectiveScanCuda', 'available_backends',
-    'resolve_backend', 'selective_scan', 'selective_scan_flops', 'selective_scan_ref',
-    'selective_scan_torch', 'cross_selective_scan', 'cross_scan_block', 'fused_ffn',
-    'fused_ffn_unsupported', 'triton_unsupported', 'FusedFFN', 'FusedTinyViMBlock',
-    'optimize_for_inference'
+    'BACKENDS', 'SelectiveScanCuda', 'available_backends', 'check_backend',
+    'cross_selective_scan', 'default_chunk_size', 'fused_cross_scan_block', 'fused_ffn',
+    'fused_ffn_transposed', 'fused_ffn_unsupported', 'kernel_unsupported', 'resolve_backend',
+    'selective_scan', 'selective_scan_flops', 'selective_scan_ref', 'selective_scan_torch'
 ]

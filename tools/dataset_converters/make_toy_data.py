@@ -7,16 +7,9 @@ Example::
 """
 import argparse
 import logging
-import sys
 import time
-from pathlib import Path
 
-# Allow running from a source checkout without installing the package.
-_REPO_ROOT = str(Path(__file__).resolve().parents[2])
-if _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
-
-from tinyvim_mm.datasets import TOY_SIZES, TOY_TASKS, make_toy_data  # noqa
+from tinyvim_mm.datasets import TOY_SIZES, TOY_TASKS, make_toy_data
 
 
 def parse_args() -> argparse.Namespace:

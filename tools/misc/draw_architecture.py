@@ -8,7 +8,6 @@ depth-wise conv branch). Numbers come from :class:`tinyvim_mm.models.TinyViM`.
     python tools/misc/draw_architecture.py [--out docs/figures/architecture.png]
 """
 import argparse
-import sys
 from pathlib import Path
 from typing import Tuple
 
@@ -19,14 +18,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 from tinyvim_mm.models import TinyViM  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
 
 COLORS = dict(stem='#d9d9d9', stage='#fce5cd', local='#cfe2f3', tinyvim='#f9cb9c', down='#eeeeee',
               head='#d9ead3', low='#fde9a9', high='#c9daf8', op='#ffffff', frame='#f7f7f7')
-PARAMS_M = {'s': 5.68, 'b': 11.13, 'l': 31.87}  # without the distillation head (DESIGN.md)
+PARAMS_M = {'s': 5.68, 'b': 11.13, 'l': 31.87}  # without the distillation head (the published model)
 GMACS = {'s': 0.9, 'b': 1.5, 'l': 4.7}
 
 

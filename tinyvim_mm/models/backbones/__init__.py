@@ -1,3 +1,3 @@
-from .tinyvim import Downsample, LocalBlock, TinyViM, TinyViMBlock
+from .tinyvim import Downsample, FusedTinyViMBlock, LocalBlock, TinyViM, TinyViMBlock
 
-__all__ = ['TinyViM', 'LocalBlock', 'TinyViMBlock', 'Downsample']
+__all__ = ['TinyViM', 'LocalBlock', 'TinyViMBlock', 'FusedTinyViMBlock', 'Downsample']

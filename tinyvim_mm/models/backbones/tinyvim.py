@@ -9,12 +9,11 @@ import torch
 import torch.nn as nn
 import torch.utils.checkpoint as cp
 from mmengine.model import BaseModule
-from mmengine.model.weight_init import trunc_normal_
 from mmengine.registry import MODELS
 from timm.layers import DropPath
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..layers import ConvBN, ConvFFN, LaplaceMixer, RepDW, switch_to_deploy
+from ..layers import ConvBN, ConvFFN, FusedFFN, LaplaceMixer, RepDW, switch_to_deploy
 
 
 class LocalBlock(nn.Module):
@@ -58,6 +57,11 @@ class LocalBlock(nn.Module):
         del self.layer_scale
         self.deploy = True
 
+    def to_fused(self) -> FusedFFN:
+        """The folded block as one :class:`FusedFFN` (``x + FFN(RepDW(x))``)."""
+        self.switch_to_deploy()
+        return FusedFFN(self.mlp.fc1.reparam, self.mlp.fc2.reparam, self.dwconv.reparam)
+
 
 class TinyViMBlock(nn.Module):
     """``x + LaplaceMixer(x)`` then ``x + FFN(x)``: ``(B, C, H, W) -> (B, C, H, W)``.
@@ -84,6 +88,24 @@ class TinyViMBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path(self.op(x))
         return x + self.drop_path(self.mlp(x))
+
+    def to_fused(self) -> 'FusedTinyViMBlock':
+        """The folded block with its FFN and residual as one :class:`FusedFFN`."""
+        switch_to_deploy(self, include_self=False)
+        return FusedTinyViMBlock(self.op, FusedFFN(self.mlp.fc1.reparam, self.mlp.fc2.reparam))
+
+
+class FusedTinyViMBlock(nn.Module):
+    """Inference form of :class:`TinyViMBlock`: ``y = x + mixer(x); y + FFN(y)`` with the
+    FFN as a :class:`FusedFFN`. ``(B, C, H, W) -> (B, C, H, W)``."""
+
+    def __init__(self, op: LaplaceMixer, ffn: FusedFFN) -> None:
+        super().__init__()
+        self.op = op
+        self.ffn = ffn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ffn(x + self.op(x))
 
 
 class Downsample(nn.Module):
@@ -291,7 +313,7 @@ class TinyViM(BaseModule):
 
     def init_weights(self) -> None:
         if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained':
-            from tinyvim_mm.utils.checkpoint import load_pretrained_backbone
+            from tinyvim_mm.checkpoint import load_pretrained_backbone
             load_pretrained_backbone(self, self.init_cfg['checkpoint'],
                                      prefix=self.init_cfg.get('prefix'),
                                      map_location=self.init_cfg.get('map_location', 'cpu'))

@@ -1,4 +1,8 @@
-"""Image classifier trained with a frozen teacher (DeiT-style hard distillation)."""
+"""Image classifier trained with a frozen teacher (DeiT-style hard distillation).
+
+Importing this module registers ``DistillImageClassifier`` and ``DistillClsHead`` for
+mmpretrain configs (``custom_imports``).
+"""
 from pathlib import Path
 from typing import List, Optional, Union
 
@@ -11,8 +15,7 @@ from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 from mmpretrain.structures import DataSample
 
-from tinyvim_mm.utils.checkpoint import extract_state_dict, state_dict_problems
-from tinyvim_mm.utils.safe_load import load_local_checkpoint
+from tinyvim_mm.checkpoint import extract_state_dict, load_local_checkpoint, state_dict_problems
 
 from ..heads import DistillClsHead
 

@@ -1,0 +1,221 @@
+"""Mask R-CNN with TinyViM backbones (mmdet): configs, any input size,
+pretrained loading and a short toy train + eval through ``mmengine.Runner``."""
+import copy
+import io
+import logging
+import subprocess
+from pathlib import Path
+from typing import List, Tuple
+
+import pytest
+import torch
+from mmdet.registry import MODELS
+from mmdet.testing import demo_mm_inputs
+from mmengine.config import Config
+from mmengine.logging import MMLogger
+from mmengine.model import convert_sync_batchnorm
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner
+
+from tinyvim_mm.datasets import TOY_COCO_CLASSES, make_toy_coco
+
+from conftest import REPO  # noqa: E402
+FPN_IN = {'s': [48, 64, 168, 224], 'b': [48, 96, 192, 384], 'l': [64, 128, 384, 512]}
+
+
+def load_cfg(name: str) -> Config:
+    return Config.fromfile(REPO / 'configs' / name)
+
+
+def build_detector(cfg: Config) -> torch.nn.Module:
+    init_default_scope('mmdet')
+    return MODELS.build(cfg.model)
+
+
+@pytest.mark.parametrize('arch', ['s', 'b', 'l'])
+def test_paper_configs(arch: str) -> None:
+    cfg = load_cfg(f'mask_rcnn_tinyvim_{arch}.py')
+    assert cfg.custom_imports == dict(imports=['tinyvim_mm'], allow_failed_imports=False)
+    backbone = cfg.model.backbone
+    assert backbone.type == 'TinyViM' and backbone.arch == arch
+    assert 'depth' not in backbone  # the ResNet dict of the base is replaced
+    assert (backbone.frozen_stages, backbone.norm_eval) == (-1, False)
+    assert cfg.sync_bn == 'torch'
+    assert backbone.init_cfg == dict(type='Pretrained',
+                                     checkpoint=f'checkpoints/tinyvim-{arch}_in1k.pth')
+    assert cfg.model.neck.in_channels == FPN_IN[arch]
+    assert cfg.optim_wrapper.optimizer == dict(type='AdamW', lr=2e-4, betas=(0.9, 0.999),
+                                               weight_decay=0.05)
+    assert cfg.train_cfg.max_epochs == 12
+    assert cfg.param_scheduler[1].milestones == [8, 11]
+    assert cfg.train_dataloader.batch_size == 4
+    assert cfg.auto_scale_lr == dict(enable=False, base_batch_size=32)
+    assert cfg.train_dataloader.dataset.data_root == 'data/coco/'
+    resize = [t for t in cfg.train_dataloader.dataset.pipeline if t.type == 'Resize']
+    assert resize[0].scale == (1333, 800)
+    model = build_detector(cfg)
+    assert model.backbone.out_channels == tuple(FPN_IN[arch])
+
+
+@pytest.mark.parametrize('arch', ['s', 'b'])
+def test_toy_configs(arch: str) -> None:
+    cfg = load_cfg(f'mask_rcnn_tinyvim_{arch}_toy_coco.py')
+    assert cfg.model.backbone.arch == arch and cfg.model.backbone.init_cfg is None
+    assert cfg.model.neck.in_channels == FPN_IN[arch]
+    for split in ('train', 'val', 'test'):
+        dataset = cfg[f'{split}_dataloader'].dataset
+        assert dataset.metainfo.classes == TOY_COCO_CLASSES
+        assert dataset.data_root == 'data/toy/coco/'
+    assert cfg.val_evaluator.ann_file == 'data/toy/coco/annotations/instances_val2017.json'
+    heads = cfg.model.roi_head
+    assert heads.bbox_head.num_classes == heads.mask_head.num_classes == len(TOY_COCO_CLASSES)
+    assert build_detector(cfg).backbone.out_channels == tuple(FPN_IN[arch])
+
+
+def test_missing_pretrained_checkpoint_is_named(tmp_path: Path) -> None:
+    cfg = load_cfg('mask_rcnn_tinyvim_s.py')
+    missing = str(tmp_path / 'tinyvim-s_in1k.pth')
+    cfg.model.backbone.init_cfg.checkpoint = missing
+    with pytest.raises(FileNotFoundError, match='tinyvim-s_in1k.pth'):
+        build_detector(cfg).init_weights()
+
+
+@pytest.fixture(scope='module')
+def detector_s() -> torch.nn.Module:
+    """Mask R-CNN TinyViM-S at its own init; every score kept so that the
+    mask head also runs in ``predict``; fewer sampled RoIs (CPU time)."""
+    cfg = load_cfg('mask_rcnn_tinyvim_s.py')
+    cfg.model.backbone.init_cfg = None
+    cfg.model.train_cfg.rcnn.sampler.num = 64
+    cfg.model.test_cfg.rcnn.update(score_thr=0.0, max_per_img=20)
+    model = build_detector(cfg)
+    model.init_weights()
+    return model
+
+
+def _stage_sizes(h: int, w: int) -> List[Tuple[int, int]]:
+    sizes = []
+    for _ in range(5):  # stem (2 strides) then 3 downsamplings: each ceil(x / 2)
+        h, w = (h + 1) // 2, (w + 1) // 2
+        sizes.append((h, w))
+    return sizes[1:]
+
+
+def _loss_and_predict(model: torch.nn.Module, shapes: List[Tuple[int, int, int]]) -> None:
+    data = demo_mm_inputs(len(shapes), shapes, num_items=[3] * len(shapes), num_classes=80,
+                          with_mask=True)
+    model.train()
+    model.zero_grad()
+    batch = model.data_preprocessor(data, True)
+    loss, log_vars = model.parse_losses(model.loss(batch['inputs'], batch['data_samples']))
+    assert torch.isfinite(loss)
+    assert {'loss_rpn_cls', 'loss_cls', 'loss_bbox', 'loss_mask'} <= set(log_vars)
+    loss.backward()
+    # every parameter takes part: DDP needs no find_unused_parameters
+    assert [n for n, p in model.named_parameters() if p.grad is None] == []
+    model.eval()
+    with torch.no_grad():
+        results = model.test_step(data)
+    for shape, result in zip(shapes, results):
+        pred = result.pred_instances
+        assert 0 < len(pred) <= 20
+        assert tuple(pred.masks.shape[1:]) == shape[1:]
+        assert (pred.bboxes[:, 2] <= shape[2]).all() and (pred.bboxes[:, 3] <= shape[1]).all()
+
+
+def test_odd_size_unpadded(detector_s: torch.nn.Module) -> None:
+    """277x389 reaches the backbone as is (no padding): odd maps at most stages."""
+    preprocessor = detector_s.data_preprocessor
+    preprocessor.pad_size_divisor = 1
+    try:
+        feats = detector_s.backbone(torch.rand(1, 3, 277, 389))
+        assert [tuple(f.shape[2:]) for f in feats] == _stage_sizes(277, 389)
+        _loss_and_predict(detector_s, [(3, 277, 389)])
+    finally:
+        preprocessor.pad_size_divisor = 32
+
+
+def test_padded_mixed_batch(detector_s: torch.nn.Module) -> None:
+    _loss_and_predict(detector_s, [(3, 201, 263), (3, 230, 171)])  # -> 256x288
+
+
+def test_predict_800x1333(detector_s: torch.nn.Module) -> None:
+    data = demo_mm_inputs(1, [(3, 800, 1333)], num_classes=80, with_mask=True)
+    detector_s.eval()
+    with torch.no_grad():
+        inputs = detector_s.data_preprocessor(data, False)['inputs']
+        assert tuple(inputs.shape[2:]) == (800, 1344)  # padded to a multiple of 32
+        pred = detector_s.test_step(data)[0].pred_instances
+    assert len(pred) > 0 and tuple(pred.masks.shape[1:]) == (800, 1333)
+
+
+def test_sync_bn_keeps_checkpoint_layout(detector_s: torch.nn.Module) -> None:
+    """What DDP training with ``sync_bn='torch'`` saves loads into the plain-BN model."""
+    synced = convert_sync_batchnorm(copy.deepcopy(detector_s))
+    assert not any(type(m) is torch.nn.BatchNorm2d for m in synced.modules())
+    assert sum(isinstance(m, torch.nn.SyncBatchNorm) for m in synced.backbone.modules()) > 100
+    state = synced.state_dict()
+    assert list(state) == list(detector_s.state_dict())
+    detector_s.load_state_dict(state)
+
+
+def test_released_checkpoint_into_detector(synth, fixtures_dir: Path, tmp_path: Path) -> None:
+    released = synth.synth_state_dict(fixtures_dir / 'keys_b.json')
+    path = tmp_path / 'tinyvim_b_released.pth'
+    torch.save({'model': released}, path)
+    cfg = load_cfg('mask_rcnn_tinyvim_b.py')
+    cfg.model.backbone.init_cfg.checkpoint = str(path)
+    model = build_detector(cfg)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        model.init_weights()
+    finally:
+        logger.removeHandler(handler)
+    state = model.state_dict()
+    loaded = {k: v for k, v in released.items() if not k.startswith(('norm.', 'head.', 'dist_head.'))}
+    for key, value in loaded.items():
+        assert torch.equal(state[f'backbone.{key}'], value), key
+    fresh = sorted(k for k in model.backbone.state_dict() if k not in loaded)
+    assert {k.split('.')[0] for k in fresh} == {'norm0', 'norm2', 'norm4', 'norm6'}
+    for name in ('norm0', 'norm2', 'norm4', 'norm6'):
+        norm = getattr(model.backbone, name)
+        assert torch.equal(norm.weight, torch.ones_like(norm.weight))
+        assert torch.equal(norm.running_mean, torch.zeros_like(norm.running_mean))
+    log = stream.getvalue()
+    assert f'Loaded {len(loaded)} backbone tensors from {path}' in log
+    assert "skipped classifier-only weights ['dist_head', 'head', 'norm']" in log
+    assert "dense output norms kept at init: ['norm0', 'norm2', 'norm4', 'norm6']" in log
+
+
+def test_toy_train_and_eval(tmp_path: Path) -> None:
+    """Two iterations on a small toy COCO set, then CocoMetric on its val split."""
+    root = make_toy_coco(tmp_path / 'coco', num_train=4, num_val=2, img_size=(128, 160)).root
+    root = f'{root}/'
+    cfg = load_cfg('mask_rcnn_tinyvim_s_toy_coco.py')
+    cfg.work_dir = str(tmp_path / 'work')
+    for split in ('train', 'val', 'test'):
+        loader = cfg[f'{split}_dataloader']
+        loader.update(batch_size=2, num_workers=0, persistent_workers=False)
+        loader.dataset.data_root = root
+        for step in loader.dataset.pipeline:
+            if step.type == 'Resize':
+                step.scale = (160, 128)
+    cfg.train_dataloader.batch_sampler = None  # plain batches: 4 images, 2 iterations
+    cfg.val_evaluator.ann_file = root + 'annotations/instances_val2017.json'
+    cfg.test_evaluator = cfg.val_evaluator
+    cfg.train_cfg.update(max_epochs=1, val_begin=2)  # no validation in train(): once, below
+    cfg.model.test_cfg.rcnn.update(score_thr=0.0, max_per_img=10)
+    cfg.default_hooks.checkpoint = None
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert runner.iter == 2
+    metrics = runner.val()
+    for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP', 'coco/segm_mAP_50'):
+        assert 0.0 <= metrics[key] <= 1.0, (key, metrics)
+
+
+def test_toy_det_script_parses() -> None:
+    subprocess.run(['bash', '-n', str(REPO / 'tools/experiments/toy_det.sh')], check=True)

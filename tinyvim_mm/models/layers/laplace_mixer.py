@@ -1,0 +1,205 @@
+"""The Laplace mixer of TinyViM blocks: frequency split + 2-D selective scan."""
+import math
+from typing import Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from tinyvim_mm.ops import (check_backend, cross_selective_scan, fused_cross_scan_block,
+                            selective_scan)
+
+from .conv_bn import ConvBN
+from .rep_dw import AxialRepDW, RepDW
+
+NUM_DIRECTIONS = 4
+
+
+class SelectiveScan(nn.Module):
+    """Parameter-free module around :func:`tinyvim_mm.ops.selective_scan`.
+
+    Being a module lets a model switch its scan backend in one place
+    (``module.backend = 'torch'``) and lets FLOP counters find the scan.
+    """
+
+    def __init__(self, backend: str = 'auto') -> None:
+        super().__init__()
+        self.backend = check_backend(backend)
+
+    def forward(self, u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor,
+                B: torch.Tensor, C: torch.Tensor, D: torch.Tensor,
+                delta_bias: torch.Tensor) -> torch.Tensor:
+        return selective_scan(u, delta, A, B, C, D, delta_bias,
+                              delta_softplus=True, backend=self.backend)
+
+    def extra_repr(self) -> str:
+        return f'backend={self.backend!r}'
+
+
+def cross_scan(x: torch.Tensor) -> torch.Tensor:
+    """Unfold ``(B, D, H, W)`` into 4 sequences ``(B, 4, D, H*W)``: row-major,
+    column-major, and both reversed."""
+    rows = x.flatten(2)
+    cols = x.transpose(2, 3).flatten(2)
+    xs = torch.stack([rows, cols], dim=1)
+    return torch.cat([xs, xs.flip(-1)], dim=1)
+
+
+def cross_merge(ys: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Sum the 4 direction outputs ``(B, 4, D, H*W)`` back on the grid:
+    ``(B, D, H, W)``."""
+    b, _, d, _ = ys.shape
+    ys = ys[:, :2] + ys[:, 2:].flip(-1)
+    rows = ys[:, 0].view(b, d, height, width)
+    cols = ys[:, 1].view(b, d, width, height).transpose(2, 3)
+    return rows + cols
+
+
+def _upsample_to(x: torch.Tensor, factor: int, size: Tuple[int, int],
+                 mode: str) -> torch.Tensor:
+    """Upsample by ``factor`` and crop to ``size``: the inverse geometry of a
+    ``ceil_mode`` average pool, for any input size."""
+    x = F.interpolate(x, scale_factor=factor, mode=mode)
+    return x[..., :size[0], :size[1]]
+
+
+class LaplaceMixer(nn.Module):
+    """Token mixer of a TinyViM block (the released ``SS2D``).
+
+    ``in_proj`` (ConvBN 1x1) -> axial Rep inception -> SiLU, then a channel
+    split: the first ``int(C * low_ratio)`` channels (low frequency) are
+    average-pooled by ``pool_size``, scanned in 4 directions by a selective
+    scan, layer-normed and upsampled back, plus the Laplace residual
+    ``low - up(pool(low))``; the rest (high frequency) go through a 3x3 RepDW.
+    Both are concatenated and projected by ``out_proj``.
+    Shapes: ``(B, C, H, W) -> (B, C, H, W)`` for any ``H, W``.
+
+    Args:
+        channels: input/output channels ``C``.
+        low_ratio: fraction of channels sent through the scan.
+        pool_size: average-pool factor before the scan (1: no pooling).
+        d_state: SSM state size ``N``.
+        scan_backend: selective-scan backend, see
+            :func:`tinyvim_mm.ops.selective_scan`. With ``'triton'``, inference
+            (no gradients) runs the 4 directions, their sum and the LayerNorm
+            in one kernel (:func:`tinyvim_mm.ops.cross_selective_scan`) where
+            the device and the sizes suit it.
+        deploy: build the folded form of the conv layers directly.
+    """
+
+    def __init__(self,
+                 channels: int,
+                 low_ratio: float,
+                 pool_size: int,
+                 d_state: int = 8,
+                 scan_backend: str = 'auto',
+                 deploy: bool = False) -> None:
+        super().__init__()
+        low = int(channels * low_ratio)
+        if not 0 < low < channels:
+            raise ValueError(
+                f'low_ratio={low_ratio} leaves {low} of {channels} channels for '
+                'the scan; it must leave at least one channel in each branch')
+        if pool_size < 1:
+            raise ValueError(f'pool_size must be >= 1, got {pool_size}')
+        self.channels = channels
+        self.low_channels = low
+        self.pool_size = pool_size
+        self.d_state = d_state
+        self.dt_rank = math.ceil(channels / 16)
+        k = NUM_DIRECTIONS
+
+        self.in_proj = ConvBN(channels, channels, deploy=deploy)
+        self.conv2d = AxialRepDW(channels, deploy=deploy)
+        self.act = nn.SiLU()
+        self.local_conv = RepDW(channels - low, deploy=deploy)
+
+        self.x_proj_weight = nn.Parameter(torch.empty(k, self.dt_rank + 2 * d_state, low))
+        self.dt_projs_weight = nn.Parameter(torch.empty(k, low, self.dt_rank))
+        self.dt_projs_bias = nn.Parameter(torch.empty(k, low))
+        self.A_logs = nn.Parameter(torch.empty(k * low, d_state))
+        self.Ds = nn.Parameter(torch.empty(k * low))
+        self.scan = SelectiveScan(scan_backend)
+        self.out_norm = nn.LayerNorm(low)
+        self.out_proj = ConvBN(channels, channels, deploy=deploy)
+        self.reset_ssm_parameters()
+
+    @torch.no_grad()
+    def reset_ssm_parameters(self, dt_min: float = 1e-3, dt_max: float = 0.1,
+                             dt_floor: float = 1e-4) -> None:
+        """Mamba initialisation: S4D-real ``A``, ``D = 1``, log-uniform ``dt``."""
+        low, rank = self.low_channels, self.dt_rank
+        bound = low**-0.5  # nn.Linear's default for x_proj
+        nn.init.uniform_(self.x_proj_weight, -bound, bound)
+        nn.init.uniform_(self.dt_projs_weight, -rank**-0.5, rank**-0.5)
+        dt = torch.exp(
+            torch.rand_like(self.dt_projs_bias) * (math.log(dt_max) - math.log(dt_min))
+            + math.log(dt_min)).clamp(min=dt_floor)
+        self.dt_projs_bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus^-1
+        a = torch.arange(1, self.d_state + 1, dtype=torch.float32)
+        self.A_logs.copy_(torch.log(a).expand_as(self.A_logs))
+        self.Ds.fill_(1.0)
+
+    def ssm(self, x: torch.Tensor) -> torch.Tensor:
+        """4-direction selective scan + LayerNorm: ``(B, D, h, w) -> (B, D, h, w)``
+        (computed in fp32)."""
+        if getattr(self.scan, 'backend', None) == 'triton' and not torch.is_grad_enabled():
+            block_d = fused_cross_scan_block(x)
+            if block_d is not None:
+                return self._ssm_fused(x, block_d)
+        b, d, h, w = x.shape
+        length = h * w
+        xs = cross_scan(x)
+        x_dbl = torch.einsum('bkdl,kcd->bkcl', xs, self.x_proj_weight)
+        dts, bs, cs = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=2)
+        dts = torch.einsum('bkrl,kdr->bkdl', dts, self.dt_projs_weight)
+        ys = self.scan(
+            xs.reshape(b, -1, length).float(),
+            dts.reshape(b, -1, length).float(),
+            -torch.exp(self.A_logs.float()),
+            bs.float().contiguous(),
+            cs.float().contiguous(),
+            self.Ds.float(),
+            self.dt_projs_bias.float().flatten())
+        y = cross_merge(ys.view(b, NUM_DIRECTIONS, d, length), h, w)
+        y = self.out_norm(y.permute(0, 2, 3, 1))
+        return y.permute(0, 3, 1, 2)
+
+    def _ssm_fused(self, x: torch.Tensor, block_d: int) -> torch.Tensor:
+        """:meth:`ssm` by one Triton kernel (inference only; float32 within 1e-4).
+
+        ``x_proj`` and ``dt_proj`` are per pixel, so they run in the pixels'
+        natural order, folded into one ``(4d + 8N) x d`` matrix; the kernel
+        reads each direction's inputs at its pixels instead of cross-scanned
+        copies, and writes the LayerNorm of the summed directions."""
+        b, d, h, w = x.shape
+        k, n, r = NUM_DIRECTIONS, self.d_state, self.dt_rank
+        with torch.autocast(x.device.type, enabled=False):
+            x_proj = self.x_proj_weight.float()  # (K, r + 2N, d)
+            dt_weight = torch.bmm(self.dt_projs_weight.float(), x_proj[:, :r])  # (K, d, d)
+            weight = torch.cat([dt_weight.reshape(k * d, d), x_proj[:, r:r + n].reshape(k * n, d),
+                                x_proj[:, r + n:].reshape(k * n, d)])
+        pixels = x.permute(0, 2, 3, 1)  # (B, h, w, d): contiguous for channels-last x
+        proj = F.linear(pixels, weight.to(pixels.dtype))  # (B, h, w, K*d + 2*K*N)
+
+        def per_direction(start: int, width: int) -> torch.Tensor:  # (B, K, width, h, w)
+            return proj[..., start:start + k * width].view(b, h, w, k, width).permute(0, 3, 4, 1, 2)
+
+        return cross_selective_scan(
+            x, per_direction(0, d), -torch.exp(self.A_logs.float()), per_direction(k * d, n),
+            per_direction(k * (d + n), n), self.Ds.float(), self.dt_projs_bias.float().flatten(),
+            self.out_norm.weight.float(), self.out_norm.bias.float(), self.out_norm.eps, block_d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.conv2d(self.in_proj(x)))
+        low, high = torch.split(x, [self.low_channels, self.channels - self.low_channels], dim=1)
+        high = self.local_conv(high)
+        k = self.pool_size
+        if k > 1:
+            size = low.shape[-2:]
+            pooled = F.avg_pool2d(low, k, ceil_mode=True)
+            residual = low - _upsample_to(pooled, k, size, 'nearest')
+            low = _upsample_to(self.ssm(pooled), k, size, 'bilinear') + residual
+        else:
+            low = self.ssm(low)
+        return self.out_proj(torch.cat([low.to(high.dtype), high], dim=1))

@@ -1,0 +1,271 @@
+"""The Laplace mixer's whole 2-D cross selective scan, trainable, in Triton.
+
+:func:`cross_selective_scan_train` computes what the mixer's
+``cross_merge(selective_scan(cross_scan(x), ...))`` does (4 directions: row-major,
+column-major and both reversed; summed back on the grid; no LayerNorm) and its
+gradients, without mamba-ssm's compiled extension and without cross-scanned copies
+of the inputs: every kernel reads ``x``, ``delta``, ``B``, ``C`` (and ``dy``) at
+the pixels of the steps it scans, through their strides.
+
+Algorithm (chunked scan; ``L = H*W`` cut into chunks of ``T`` steps). Per direction
+``k``, channel ``c``, state ``n`` and step ``t`` (``dt = softplus(delta + bias)``,
+``a_t = exp(dt_t A)``)::
+
+    h_t = a_t h_{t-1} + dt_t u_t B_t,   y_t = <C_t, h_t> + D u_t
+
+Forward, 3 launches (1 when ``L`` fits one chunk, plus the output-initialising one):
+
+1. ``fwd_chunk_kernel``, one program per (chunk, channel block, b*4 + k): the state
+   each chunk ends with from a zero start, in closed form
+   (``sum_t exp(A (dt_{t+1} + ..)) dt_t u_t B_t``), and the chunk's ``sum dt``.
+   Direction-0 programs also write ``y = (sum_k D_k) x``.
+2. ``chunk_carry_kernel``, one program per (channel block, b*4 + k): the state
+   entering every chunk, by an associative scan over the chunks.
+3. ``fwd_scan_kernel``, one program per chunk etc.: the chunk's states from its
+   entering state by ``tl.associative_scan`` along the chunk, ``y += <C, h>``.
+
+Backward, 3 launches: ``bwd_chunk_kernel`` (each chunk's contribution to the adjoint
+flowing out of its first step; also initialises ``dx``, ``dB``, ``dC``), the same
+carry kernel run right to left, and ``bwd_scan_kernel``, which recomputes the
+chunk's states (forward scan from the saved entering state) and adjoints (reverse
+scan from the carried one) and forms every gradient. ``dA``, ``dD`` and
+``delta_bias``'s gradient leave it as per-(batch, chunk) partial sums that one
+``torch.sum`` reduces (deterministic, no contention between the b * L/T programs
+sharing a channel).
+
+Memory: the forward saves its inputs (as given, views included) and the states
+entering the chunks, ``(4b, L/T, d, N)`` float32, where a scan keeping every state
+(like the torch backend) holds ``(b, 4, d, N, L)``: ``T`` times less (64 times at
+detection sizes: 1.6 MiB instead of 103 MiB at b=2, d=96, L=4200, N=8), and no
+``(b, 4, d, L)`` cross-scanned copies of ``x``, ``delta``, ``y`` or their gradients.
+
+Sums over directions (``y``, ``dx``) and over channel blocks (``dB``, ``dC``) are
+float32 ``tl.atomic_add``: each element receives only 4 (directions) or ``d / BLOCK_D``
+(channel blocks) adds from different programs, so contention is negligible, and
+per-direction buffers would cost a ``(b, 4, d, L)`` tensor and another pass over it.
+The price: the order of those few fp32 additions, hence the last bit of
+``y``, ``dx``, ``dB``, ``dC``, varies from run to run (as in mamba-ssm's backward).
+"""
+import contextlib
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+NUM_DIRECTIONS = 4
+#: Longest chunk (steps per program) and shortest one the launch heuristic picks.
+MAX_CHUNK = 64
+MIN_CHUNK = 16
+#: Programs the heuristic aims at: about 8 per SM of an H100/H200 (132 SMs).
+TARGET_PROGRAMS = 1024
+#: Elements of a program's ``(T, BLOCK_D, N)`` tiles: the backward keeps about twice
+#: as many such tiles alive as the forward.
+FWD_TILE = 4096
+BWD_TILE = 2048
+CARRY_TILE = 2048
+
+__all__ = ['cross_selective_scan_train', 'default_chunk_size']
+
+
+def _next_pow2(x: int) -> int:
+    return 1 << max(x - 1, 0).bit_length()
+
+
+def default_chunk_size(batch: int, d: int, length: int) -> int:
+    """Steps per chunk: :data:`MAX_CHUNK` (fewer chunks to carry, less state to save)
+    unless that leaves fewer than :data:`TARGET_PROGRAMS` programs, then halved down to
+    :data:`MIN_CHUNK`; never more than ``length`` rounded up to a power of 2 (one chunk
+    for a 7x7 map). Depends on the shapes only, so that ``torch.compile`` sees one value."""
+    chunk = min(MAX_CHUNK, _next_pow2(length))
+    channel_blocks = -(-d // 16)
+    while (chunk > MIN_CHUNK
+           and batch * NUM_DIRECTIONS * channel_blocks * -(-length // chunk) < TARGET_PROGRAMS):
+        chunk //= 2
+    return chunk
+
+
+def _block_d(d: int, chunk: int, block_n: int, tile: int) -> int:
+    """Channels per program: as many as fit ``tile`` elements of ``(chunk, BLOCK_D,
+    N)`` tiles, at most ``d`` rounded up to a power of 2."""
+    return max(1, min(_next_pow2(d), tile // (chunk * block_n)))
+
+
+def _num_warps(elements: int) -> int:
+    """Warps for a program of ``elements``-element tiles: 16 elements a thread, 1 to 8 warps."""
+    return max(1, min(8, elements // 512))
+
+
+def _strides(t: Tensor) -> Tuple[int, ...]:
+    return tuple(t.stride())
+
+
+def _device_guard(t: Tensor):
+    """The CUDA device of ``t`` as the current one while launching (a no-op on the CPU)."""
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
+
+
+def _carry(end: Tensor, dtsum: Tensor, A: Tensor, out: Tensor, d: int, n_state: int,
+           block_n: int, reverse: bool) -> None:
+    """Launch ``chunk_carry_kernel`` over ``end``, ``dtsum`` (``(4b, chunks, d[, N])``)."""
+    from .cross_triton_kernels import chunk_carry_kernel
+    rows, n_chunks = end.shape[:2]
+    block_c = min(_next_pow2(n_chunks), 16)
+    block_d = max(1, min(_next_pow2(d), CARRY_TILE // (block_c * block_n)))
+    chunk_carry_kernel[(-(-d // block_d), rows)](
+        end, dtsum, A, out, d, n_chunks, N=n_state, BLOCK_N=block_n, BLOCK_C=block_c,
+        BLOCK_D=block_d, REVERSE=reverse,
+        num_warps=_num_warps(block_c * block_d * block_n))
+
+
+@torch.library.custom_op('tinyvim::cross_scan_train_fwd', mutates_args=())
+def _cross_scan_fwd(x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor,
+                    delta_bias: Tensor, delta_softplus: bool, chunk: int
+                    ) -> Tuple[Tensor, Tensor]:
+    """Forward op: ``y`` (float32 ``(b, d, H, W)``) and the states entering each chunk
+    (float32 ``(4b, chunks, d, N)``; empty for a single chunk), kept for the backward."""
+    from .cross_triton_kernels import fwd_chunk_kernel, fwd_scan_kernel
+    b, d, height, width = x.shape
+    length, n_state = height * width, A.shape[1]
+    n_chunks = -(-length // chunk)
+    block_n = _next_pow2(n_state)
+    A, D, delta_bias = A.contiguous(), D.contiguous(), delta_bias.contiguous()
+    y = torch.empty((b, d, height, width), device=x.device, dtype=torch.float32)
+    carried = n_chunks > 1
+    states = x.new_empty((b * NUM_DIRECTIONS, n_chunks, d, n_state) if carried else (0, ),
+                         dtype=torch.float32)
+    end = torch.empty_like(states)
+    dtsum = x.new_empty(states.shape[:3] if carried else (0, ), dtype=torch.float32)
+    block_d = _block_d(d, chunk, block_n, FWD_TILE)
+    grid = (n_chunks, -(-d // block_d), b * NUM_DIRECTIONS)
+    meta = dict(N=n_state, BLOCK_N=block_n, BLOCK_T=chunk, BLOCK_D=block_d,
+                SOFTPLUS=delta_softplus, num_warps=_num_warps(chunk * block_d * block_n))
+    with _device_guard(x):
+        fwd_chunk_kernel[grid](x, delta, B, A, D, delta_bias, y, end, dtsum, d, length, height,
+                               width, n_chunks, *_strides(x), *_strides(delta), *_strides(B),
+                               STATES=carried, **meta)
+        if carried:
+            _carry(end, dtsum, A, states, d, n_state, block_n, reverse=False)
+        fwd_scan_kernel[grid](x, delta, B, C, A, delta_bias, states, y, d, length, height, width,
+                              n_chunks, *_strides(x), *_strides(delta), *_strides(B),
+                              *_strides(C), CARRY=carried, **meta)
+    return y, states
+
+
+@_cross_scan_fwd.register_fake
+def _(x, delta, A, B, C, D, delta_bias, delta_softplus, chunk):
+    b, d, height, width = x.shape
+    n_chunks = -(-(height * width) // chunk)
+    y = x.new_empty((b, d, height, width), dtype=torch.float32)
+    shape = (b * NUM_DIRECTIONS, n_chunks, d, A.shape[1]) if n_chunks > 1 else (0, )
+    return y, x.new_empty(shape, dtype=torch.float32)
+
+
+@torch.library.custom_op('tinyvim::cross_scan_train_bwd', mutates_args=())
+def _cross_scan_bwd(x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor,
+                    delta_bias: Tensor, states: Tensor, grad_y: Tensor, delta_softplus: bool,
+                    chunk: int) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Backward op: the gradients of ``x, delta, A, B, C, D, delta_bias``, each
+    contiguous, in its input's shape and dtype."""
+    from .cross_triton_kernels import bwd_chunk_kernel, bwd_scan_kernel
+    b, d, height, width = x.shape
+    length, n_state = height * width, A.shape[1]
+    n_chunks = -(-length // chunk)
+    block_n = _next_pow2(n_state)
+    A32, D, delta_bias = A.contiguous(), D.contiguous(), delta_bias.contiguous()
+    carried = n_chunks > 1
+    f32 = dict(device=x.device, dtype=torch.float32)
+    dx = torch.empty((b, d, height, width), **f32)
+    ddelta = torch.empty(delta.shape, device=x.device, dtype=delta.dtype)
+    dB = torch.empty(B.shape, **f32)
+    dC = torch.empty(C.shape, **f32)
+    dparam = torch.empty((b * n_chunks, NUM_DIRECTIONS * d, n_state + 2), **f32)
+    end = torch.empty_like(states)
+    dtsum = torch.empty(states.shape[:3] if carried else (0, ), **f32)
+    dcarry = torch.empty_like(states)
+    block_d = _block_d(d, chunk, block_n, BWD_TILE)
+    grid = (n_chunks, -(-d // block_d), b * NUM_DIRECTIONS)
+    meta = dict(N=n_state, BLOCK_N=block_n, BLOCK_T=chunk, BLOCK_D=block_d,
+                SOFTPLUS=delta_softplus, num_warps=_num_warps(chunk * block_d * block_n))
+    with _device_guard(x):
+        bwd_chunk_kernel[grid](grad_y, delta, C, A32, D, delta_bias, dx, dB, dC, end, dtsum, d,
+                               length, height, width, n_chunks, *_strides(grad_y),
+                               *_strides(delta), *_strides(C), STATES=carried, **meta)
+        if carried:
+            _carry(end, dtsum, A32, dcarry, d, n_state, block_n, reverse=True)
+        bwd_scan_kernel[grid](x, delta, B, C, A32, delta_bias, grad_y, states, dcarry, dx, ddelta,
+                              dB, dC, dparam, d, length, height, width, n_chunks,
+                              *_strides(x), *_strides(delta), *_strides(B), *_strides(C),
+                              *_strides(grad_y), CARRY=carried, **meta)
+    sums = dparam.sum(0)  # (4d, N + 2); copies out of it, as outputs must not alias
+    dA, dD, dbias = (sums[:, :n_state].contiguous(), sums[:, n_state].contiguous(),
+                     sums[:, n_state + 1].contiguous())
+    return (dx.to(x.dtype), ddelta, dA.to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
+            dD.to(D.dtype), dbias.to(delta_bias.dtype))
+
+
+@_cross_scan_bwd.register_fake
+def _(x, delta, A, B, C, D, delta_bias, states, grad_y, delta_softplus, chunk):
+    return tuple(t.new_empty(t.shape) for t in (x, delta, A, B, C, D, delta_bias))
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    *tensors, delta_softplus, chunk = inputs
+    ctx.save_for_backward(*tensors, output[1])
+    ctx.delta_softplus, ctx.chunk = delta_softplus, chunk
+
+
+def _backward(ctx, grad_y: Tensor, grad_states: Optional[Tensor]):
+    grads = torch.ops.tinyvim.cross_scan_train_bwd(*ctx.saved_tensors, grad_y, ctx.delta_softplus,
+                                                   ctx.chunk)
+    return (*grads, None, None)
+
+
+_cross_scan_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _check(x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor,
+           delta_bias: Tensor) -> None:
+    if x.dim() != 4:
+        raise ValueError(f'x must be (b, d, H, W), got shape {tuple(x.shape)}')
+    b, d, height, width = x.shape
+    expected = {
+        'delta': (delta, (b, NUM_DIRECTIONS, d, height, width)),
+        'A': (A, (NUM_DIRECTIONS * d, A.shape[-1])),
+        'B': (B, (b, NUM_DIRECTIONS, A.shape[-1], height, width)),
+        'C': (C, (b, NUM_DIRECTIONS, A.shape[-1], height, width)),
+        'D': (D, (NUM_DIRECTIONS * d, )),
+        'delta_bias': (delta_bias, (NUM_DIRECTIONS * d, )),
+    }
+    for name, (t, shape) in expected.items():
+        if tuple(t.shape) != shape:
+            raise ValueError(f'{name} must have shape {shape}, got {tuple(t.shape)}')
+
+
+def cross_selective_scan_train(x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                               D: Tensor, delta_bias: Tensor, delta_softplus: bool = True,
+                               chunk_size: Optional[int] = None) -> Tensor:
+    """4-direction 2-D selective scan summed on the grid, differentiable (see the module
+    docstring); one opaque op under ``torch.compile``. Runs on CUDA tensors (on CPU
+    ones only under ``TRITON_INTERPRET=1``).
+
+    Args:
+        x: ``(b, d, H, W)``, the scanned input ``u`` of every direction; any strides,
+            float32, float16 or bfloat16.
+        delta: ``(b, 4, d, H, W)``, direction ``k``'s ``delta`` at each pixel (pixel
+            order, any strides).
+        A: ``(4d, N)``, negative; D, delta_bias: ``(4d,)``; float32.
+        B, C: ``(b, 4, N, H, W)``, per pixel, any strides.
+        delta_softplus: ``dt = softplus(delta + delta_bias)``, else ``delta + delta_bias``.
+        chunk_size: steps per chunk, a power of 2 (default :func:`default_chunk_size`).
+
+    Returns:
+        float32 ``(b, d, H, W)``, contiguous: the sum of the 4 directions' outputs,
+        each mapped back to its pixels. Gradients come back in the inputs' dtypes.
+    """
+    _check(x, delta, A, B, C, D, delta_bias)
+    b, d, height, width = x.shape
+    chunk = chunk_size or default_chunk_size(b, d, height * width)
+    if chunk & (chunk - 1):
+        raise ValueError(f'chunk_size must be a power of 2, got {chunk}')
+    return _cross_scan_fwd(x, delta, A, B, C, D, delta_bias, delta_softplus, chunk)[0]
+
