@@ -1,0 +1,325 @@
+"""The trainable Triton 2-D cross scan (:mod:`tinyvim_mm.ops.scan.cross_triton`).
+
+References: the model's ``cross_scan -> selective_scan_ref -> cross_merge`` in float64
+with autograd (a), and the torch backend (``selective_scan_torch``) in float32 (b).
+Errors are ``||out - ref|| / ||ref||`` per output and per gradient.
+
+- On the CPU, through Triton's interpreter, in one subprocess (``TRITON_INTERPRET``
+  must be set before Triton compiles anything, and the GPU tests below must not see
+  it): small shapes, since the interpreter calls the scan's combine function once per
+  element.
+- On a CUDA device: model-sized shapes in float32, float16 and bfloat16, outputs
+  poisoned beforehand, and the op inside ``torch.compile(fullgraph=True)``.
+
+Tolerances: float32 forward 1e-5 and gradients 1e-4. With float16 / bfloat16 ``x``,
+``delta``, ``B``, ``C`` the references take the same rounded inputs in float64: the
+kernels compute in float32 and ``y`` is float32, so the forward keeps 1e-5; the
+gradients of those four come back rounded to their dtype (round to nearest: at most
+half an ulp, 2**-11 resp. 2**-8 of each element), so they get that much on top of 1e-4;
+``A``, ``D``, ``delta_bias`` are float32 and keep 1e-4.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+NAMES = ('x', 'delta', 'A', 'B', 'C', 'D', 'delta_bias')
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    """``||a - b|| / ||b||`` in float64 (``||a - b||`` where ``b`` is zero); NaN stays NaN."""
+    diff = (a.double() - b.double()).norm()
+    scale = b.double().norm()
+    return (diff / scale if scale > 0 else diff).item()
+
+
+def grad_tol(dtype: torch.dtype) -> float:
+    """Gradient tolerance for ``x``, ``delta``, ``B``, ``C`` of ``dtype`` (module docstring)."""
+    return 1e-4 + {torch.float32: 0.0, torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}[dtype]
+
+
+def make_inputs(b: int, d: int, height: int, width: int, n_state: int = 8,
+                dtype: torch.dtype = torch.float32, layout: str = 'model',
+                device: str = 'cpu', seed: int = 0) -> List[torch.Tensor]:
+    """``x, delta, A, B, C, D, delta_bias`` for :func:`cross_selective_scan_train`.
+    ``layout='model'``: ``x`` channels-last and ``delta``, ``B``, ``C`` permuted views of
+    one ``(b, H, W, 4(d + 2N))`` projection, as the mixer makes them; ``'contiguous'``:
+    plain contiguous tensors."""
+    gen = torch.Generator().manual_seed(seed)
+    k = 4
+
+    def randn(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=gen)
+
+    A = -torch.exp(torch.log(torch.arange(1, n_state + 1.0)) + 0.1 * randn(k * d, n_state))
+    D, bias = randn(k * d), 0.5 * randn(k * d)
+    params = [t.to(device) for t in (A, D, bias)]
+    if layout == 'model':
+        x = randn(b, height, width, d).to(device, dtype).permute(0, 3, 1, 2)
+        proj = randn(b, height, width, k * (d + 2 * n_state))
+        proj[..., :k * d] *= 0.5
+        proj = proj.to(device, dtype)
+
+        def view(start: int, size: int) -> torch.Tensor:
+            return proj[..., start:start + k * size].view(b, height, width, k, size).permute(
+                0, 3, 4, 1, 2)
+
+        delta, Bm, Cm = view(0, d), view(k * d, n_state), view(k * (d + n_state), n_state)
+    else:
+        x, delta = randn(b, d, height, width), 0.5 * randn(b, k, d, height, width)
+        Bm, Cm = randn(b, k, n_state, height, width), randn(b, k, n_state, height, width)
+        x, delta, Bm, Cm = (t.to(device, dtype) for t in (x, delta, Bm, Cm))
+    return [x, delta, params[0], Bm, Cm, params[1], params[2]]
+
+
+def reference(inputs: List[torch.Tensor], softplus: bool = True, backend: str = 'ref',
+              grad_y: Optional[torch.Tensor] = None):
+    """The model's cross scan on ``inputs`` (float64 for ``'ref'``, float32 for
+    ``'torch'``): ``y`` and, with ``grad_y``, the gradients of all 7 inputs."""
+    from tinyvim_mm.models.layers import cross_merge, cross_scan
+    from tinyvim_mm.ops import selective_scan_ref, selective_scan_torch
+    dtype = torch.float64 if backend == 'ref' else torch.float32
+    leaves = [t.detach().to(dtype).requires_grad_(grad_y is not None) for t in inputs]
+    x, delta, A, Bm, Cm, D, bias = leaves
+    b, d, height, width = x.shape
+    length = height * width
+
+    def seq(t: torch.Tensor) -> torch.Tensor:  # (b, 4, c, H, W) -> (b, 4, c, L), scan order
+        return torch.stack([cross_scan(t[:, k])[:, k] for k in range(4)], 1)
+
+    scan = selective_scan_ref if backend == 'ref' else selective_scan_torch
+    ys = scan(cross_scan(x).reshape(b, 4 * d, length), seq(delta).reshape(b, 4 * d, length), A,
+              seq(Bm), seq(Cm), D, bias, delta_softplus=softplus)
+    y = cross_merge(ys.view(b, 4, d, length), height, width)
+    if grad_y is None:
+        return y, None
+    return y, torch.autograd.grad(y, leaves, grad_y.to(dtype))
+
+
+def errors(inputs: List[torch.Tensor], softplus: bool = True, chunk: Optional[int] = None,
+           backends=('ref', 'torch')) -> Dict[str, float]:
+    """Errors of the op's ``y`` and gradients against each reference backend; keys
+    ``'<backend> <name>'``. Also checks dtypes, shapes and contiguity of the outputs."""
+    from tinyvim_mm.ops.scan.cross_triton import cross_selective_scan_train
+    leaves = [t.detach().requires_grad_() for t in inputs]
+    y = cross_selective_scan_train(*leaves, delta_softplus=softplus, chunk_size=chunk)
+    assert y.dtype == torch.float32 and y.is_contiguous() and y.shape == inputs[0].shape
+    grad_y = torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(y.device)
+    grads = torch.autograd.grad(y, leaves, grad_y)
+    for name, g, t in zip(NAMES, grads, inputs):
+        assert g.dtype == t.dtype and g.shape == t.shape and g.is_contiguous(), name
+    out = {}
+    for backend in backends:
+        y_ref, grads_ref = reference(inputs, softplus, backend, grad_y)
+        out[f'{backend} y'] = rel(y, y_ref)
+        out.update({f'{backend} {n}': rel(g, r) for n, g, r in zip(NAMES, grads, grads_ref)})
+    return out
+
+
+# ----------------------------------------------------------------- CPU, interpreter
+def interpreter_results() -> Dict[str, Dict[str, float]]:
+    """Everything the CPU tests check, computed under ``TRITON_INTERPRET=1`` (run by the
+    ``interpreted`` fixture in a subprocess)."""
+    from tinyvim_mm.ops.scan import cross_triton
+    torch.manual_seed(0)
+    out = {}
+    # several chunks with a ragged last one (15 = 4 + 4 + 4 + 3), d = 5 in one block of 8,
+    # the model's non-contiguous layout
+    out['fp32 model layout, 4 chunks'] = errors(make_inputs(2, 5, 3, 5), chunk=4)
+    # tiny tiles: 3 channel blocks of 2 for d = 5 (the dB / dC sums over blocks), contiguous
+    tiles = cross_triton.FWD_TILE, cross_triton.BWD_TILE
+    cross_triton.FWD_TILE = cross_triton.BWD_TILE = 64
+    try:
+        out['fp32 3 channel blocks'] = errors(make_inputs(2, 5, 3, 5, layout='contiguous'),
+                                              chunk=4)
+    finally:
+        cross_triton.FWD_TILE, cross_triton.BWD_TILE = tiles
+    for (height, width), chunk in (((1, 1), None), ((3, 5), None), ((7, 7), None),
+                                   ((5, 11), 16), ((11, 5), 8)):
+        out[f'size {height}x{width} chunk {chunk}'] = errors(
+            make_inputs(1, 3, height, width, n_state=4), chunk=chunk, backends=('ref', ))
+    out['no softplus'] = errors(make_inputs(1, 3, 2, 3, n_state=3), softplus=False, chunk=2)
+    for dtype in (torch.float16, torch.bfloat16):
+        out[f'{dtype}'] = errors(make_inputs(2, 3, 3, 4, n_state=4, dtype=dtype), chunk=4,
+                                 backends=('ref', ))
+    out['opcheck'] = {'failures': _opcheck()}
+    out['compile'] = _compiled_errors()
+    return out
+
+
+def _opcheck() -> int:
+    """Failed ``torch.library.opcheck`` tests of both ops on a 3-chunk problem."""
+    from tinyvim_mm.ops.scan import cross_triton  # noqa: F401  (registers the ops)
+    inputs = make_inputs(1, 2, 2, 3, n_state=2)
+    leaves = [t.detach().requires_grad_() for t in inputs]
+    ops = torch.ops.tinyvim
+    y, states = ops.cross_scan_train_fwd(*inputs, True, 2)
+    results = [
+        torch.library.opcheck(ops.cross_scan_train_fwd, (*leaves, True, 2)),
+        torch.library.opcheck(ops.cross_scan_train_bwd,
+                              (*inputs, states, torch.randn_like(y), True, 2)),
+    ]
+    return sum(v != 'SUCCESS' for r in results for v in r.values())
+
+
+def _compiled_errors() -> Dict[str, float]:
+    """The op inside ``torch.compile(fullgraph=True)`` (aot_eager: no C++ compiler
+    needed) against eager mode, output and gradients."""
+    from tinyvim_mm.ops.scan.cross_triton import cross_selective_scan_train
+
+    def fn(*args: torch.Tensor) -> torch.Tensor:
+        return (cross_selective_scan_train(*args, chunk_size=2) * 2.0).sum()
+
+    inputs = make_inputs(1, 2, 2, 3, n_state=2)
+    results = []
+    for f in (fn, torch.compile(fn, fullgraph=True, backend='aot_eager')):
+        leaves = [t.detach().requires_grad_() for t in inputs]
+        loss = f(*leaves)
+        results.append([loss] + list(torch.autograd.grad(loss, leaves)))
+    return {name: rel(c, e) for name, c, e in zip(('loss', ) + NAMES, *results[::-1])}
+
+
+@pytest.fixture(scope='module')
+def interpreted() -> Dict[str, Dict[str, float]]:
+    """:func:`interpreter_results` from a subprocess with ``TRITON_INTERPRET=1``."""
+    pytest.importorskip('triton')
+    if torch.cuda.is_available():
+        pytest.skip('a GPU is here: the real kernels are tested (test_*_on_gpu)')
+    script = ('import json, sys; sys.path.insert(0, sys.argv[1]); '
+              'from test_cross_triton import interpreter_results; '
+              'print(json.dumps(interpreter_results()))')
+    env = dict(os.environ, TRITON_INTERPRET='1',
+               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get('PYTHONPATH', '')]))
+    proc = subprocess.run([sys.executable, '-c', script, str(Path(__file__).parent)], env=env,
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _check(errs: Dict[str, float], dtype: torch.dtype = torch.float32) -> None:
+    for key, err in errs.items():
+        backend, name = key.split()
+        tol = 1e-5 if name == 'y' else grad_tol(dtype) if name in ('x', 'delta', 'B', 'C') else 1e-4
+        assert err <= tol, (key, err, tol)  # NaN fails too
+
+
+def test_interpreted_fp32(interpreted):
+    """Forward and all 7 gradients against both references, several chunks, the model's
+    strided inputs, and several channel blocks."""
+    for case in ('fp32 model layout, 4 chunks', 'fp32 3 channel blocks'):
+        assert len(interpreted[case]) == 16, case
+        _check(interpreted[case])
+
+
+def test_interpreted_sizes(interpreted):
+    """1x1, 3x5, 7x7 (one chunk / the default chunking), 5x11 and 11x5 (H != W, L > chunk,
+    ragged last chunk), and ``delta_softplus=False``."""
+    cases = [k for k in interpreted if k.startswith('size')] + ['no softplus']
+    assert len(cases) == 6
+    for case in cases:
+        _check(interpreted[case])
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_interpreted_half(interpreted, dtype):
+    _check(interpreted[str(dtype)], dtype)
+
+
+def test_interpreted_opcheck_and_compile(interpreted):
+    assert interpreted['opcheck']['failures'] == 0
+    assert max(interpreted['compile'].values()) <= 1e-6, interpreted['compile']
+
+
+def test_default_chunk_size():
+    from tinyvim_mm.ops.scan.cross_triton import default_chunk_size
+    assert default_chunk_size(256, 96, 49) == 64  # one chunk: no carry pass
+    assert default_chunk_size(2, 96, 1050) == 32  # 2 * 4 * 6 * 33 = 1584 programs
+    assert default_chunk_size(2, 96, 4200) == 64
+    assert default_chunk_size(1, 3, 1) == 1
+
+
+def test_rejects_bad_shapes():
+    from tinyvim_mm.ops.scan.cross_triton import cross_selective_scan_train
+    x, delta, A, Bm, Cm, D, bias = make_inputs(1, 2, 2, 3, n_state=2, layout='contiguous')
+    with pytest.raises(ValueError, match='delta must have shape'):
+        cross_selective_scan_train(x, delta[:, :3], A, Bm, Cm, D, bias)
+    with pytest.raises(ValueError, match='power of 2'):
+        cross_selective_scan_train(x, delta, A, Bm, Cm, D, bias, chunk_size=3)
+
+
+def test_benchmark_refuses_cpu(monkeypatch):
+    from tinyvim_mm.ops.scan import cross_triton_bench
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    with pytest.raises(RuntimeError, match='needs a CUDA device'):
+        cross_triton_bench.benchmark([(1, 2, 2, 3)], [torch.float32], 1)
+
+
+# ----------------------------------------------------------------- on a GPU
+@pytest.fixture
+def no_tf32():
+    flags = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
+
+
+def _poison_allocator() -> None:
+    """Fill the caching allocator's free memory with NaN, so that an output element no
+    kernel writes cannot pass for a correct value left by an earlier run."""
+    free = torch.cuda.mem_get_info()[0]
+    block = torch.full((min(free // 8, 2**30) // 4, ), float('nan'), device='cuda')
+    del block
+
+
+@needs_gpu
+@pytest.mark.parametrize('shape', [(2, 96, 25, 42), (64, 12, 7, 7), (64, 96, 7, 7),
+                                   (64, 168, 7, 7), (3, 20, 1, 1), (2, 24, 33, 65)])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16, torch.bfloat16])
+def test_cross_scan_on_gpu(no_tf32, shape, dtype):
+    """Detection (25x42, 1050 steps in many chunks) and classification (7x7, one chunk)
+    sizes, a 1x1 map and a large odd one, in the model's strided layout, against the
+    float64 reference and (float32) the torch backend."""
+    if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        pytest.skip('bfloat16 needs compute capability 8.0')
+    torch.manual_seed(0)
+    inputs = make_inputs(*shape, dtype=dtype, device='cuda')
+    _poison_allocator()
+    errs = errors(inputs, backends=('ref', 'torch') if dtype == torch.float32 else ('ref', ))
+    _check(errs, dtype)
+
+
+@needs_gpu
+def test_chunkings_agree_on_gpu():
+    """Every chunk size (1 step to all 1050 in 16 + 1 chunks) computes the same function."""
+    from tinyvim_mm.ops.scan.cross_triton import cross_selective_scan_train
+    inputs = make_inputs(2, 40, 25, 42, device='cuda')
+    ys = [cross_selective_scan_train(*inputs, chunk_size=c) for c in (1, 4, 16, 64, 128)]
+    y_ref, _ = reference(inputs)
+    for chunk, y in zip((1, 4, 16, 64, 128), ys):
+        assert rel(y, y_ref) <= 1e-5, chunk
+
+
+@needs_gpu
+def test_compiled_on_gpu(no_tf32):
+    """Inside ``torch.compile(fullgraph=True)`` (inductor), output and gradients as in
+    eager mode."""
+    from tinyvim_mm.ops.scan.cross_triton import cross_selective_scan_train
+
+    def fn(*args: torch.Tensor) -> torch.Tensor:
+        return cross_selective_scan_train(*args).square().mean()
+
+    inputs = make_inputs(4, 48, 25, 42, device='cuda')
+    results = []
+    for f in (fn, torch.compile(fn, fullgraph=True)):
+        leaves = [t.detach().requires_grad_() for t in inputs]
+        loss = f(*leaves)
+        results.append([loss] + list(torch.autograd.grad(loss, leaves)))
+    for name, eager, compiled in zip(('loss', ) + NAMES, *results):
+        assert rel(compiled, eager) <= 1e-5, name
