@@ -51,10 +51,32 @@ def test_arch_errors():
         TinyViM(dict(widths=(8, 16, 32, 64), depths=(1, 1, 1, 1), heads=2))
     with pytest.raises(ValueError, match='needs 4 values'):
         TinyViM(dict(widths=(8, 16, 32), depths=(1, 1, 1)))
-    with pytest.raises(ValueError, match='out_indices'):
-        TinyViM('s', out_indices=(4, ))
     with pytest.raises(ValueError, match='frozen_stages'):
         TinyViM('s', frozen_stages=5)
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(out_indices=(4, )), r'out_indices.*\[-4, 3\]'),
+    (dict(out_indices=(-5, )), r'out_indices.*\[-4, 3\]'),  # was silently stage 3
+    (dict(out_indices=(-9, )), r'out_indices.*\[-4, 3\]'),
+    (dict(out_indices=(1, -3)), 'twice'),  # -3 is stage 1
+    (dict(out_indices=()), 'non-empty'),
+    (dict(scan_backend='bogus'), "Unknown selective-scan backend 'bogus'"),  # was at forward
+    (dict(frozen_stages=-2), 'frozen_stages'),
+    (dict(frozen_stages=1.5), 'frozen_stages'),
+    (dict(drop_path_rate=1.0), 'drop_path_rate'),
+    (dict(in_channels=0), 'in_channels'),
+    (dict(pretrained='a.pth', init_cfg=dict(type='Pretrained', checkpoint='b.pth')),
+     'model.pretrained=None'),
+])
+def test_argument_errors_at_build(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TinyViM('s', **kwargs)
+
+
+def test_negative_out_indices_count_from_the_last_stage():
+    assert TinyViM('s', out_indices=(-1, -4)).out_indices == (0, 3)
+    assert TinyViM('s', out_indices=-2).out_channels == (168, )
 
 
 def test_custom_arch_dict():

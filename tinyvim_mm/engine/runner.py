@@ -125,6 +125,9 @@ def build_runner(cfg: Config):
     """The config's ``runner_type`` or MMEngine's ``Runner``."""
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
+
+    from tinyvim_mm.models.backbones import check_in_channels
+    check_in_channels(cfg.model)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     if runner.distributed:
         log_sync_bn(runner)

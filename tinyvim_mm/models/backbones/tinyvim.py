@@ -3,6 +3,7 @@
 Module and parameter names follow the released checkpoints (``patch_embed``,
 ``network.{i}``, ``norm{i}``), so released weights load without renaming.
 """
+import warnings
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -13,6 +14,7 @@ from mmengine.registry import MODELS
 from timm.layers import DropPath
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from tinyvim_mm.ops import check_backend
 from ..layers import ConvBN, ConvFFN, FusedFFN, LaplaceMixer, RepDW, switch_to_deploy
 
 
@@ -148,14 +150,20 @@ class TinyViM(BaseModule):
         norm_eval: keep every BatchNorm in eval mode during training.
         drop_path_rate: stochastic depth, increasing linearly over blocks.
         with_cp: gradient checkpointing of every block (saves memory).
-        scan_backend: selective-scan backend (``'auto'``, ``'torch'``,
-            ``'cuda'``).
+        scan_backend: selective-scan backend (``'auto'``, ``'triton'``,
+            ``'cuda'``, ``'torch'``, ``'ref'``; see :mod:`tinyvim_mm.ops.scan`).
         deploy: build the reparameterized (folded) structure directly, to load
             weights saved after :meth:`switch_to_deploy`.
         init_cfg: mmengine init config. ``dict(type='Pretrained',
             checkpoint=PATH)`` loads a released checkpoint (classifier or dense
             layout, bare or under ``model``/``state_dict``) or an mmpretrain /
             mmdet / mmseg checkpoint of a model with this backbone.
+        pretrained: deprecated (what mmseg's segmentors pass to their backbone):
+            a checkpoint path, turned into ``init_cfg=dict(type='Pretrained', ...)``.
+
+    Channels of the outputs (``out_channels``; what a neck's ``in_channels`` must be):
+    S ``(48, 64, 168, 224)``, B ``(48, 96, 192, 384)``, L ``(64, 128, 384, 512)``, for
+    ``out_indices=(0, 1, 2, 3)``.
 
     Example:
         >>> model = TinyViM('s').eval()
@@ -181,7 +189,17 @@ class TinyViM(BaseModule):
                  with_cp: bool = False,
                  scan_backend: str = 'auto',
                  deploy: bool = False,
-                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
+                 init_cfg: Optional[Union[dict, List[dict]]] = None,
+                 pretrained: Optional[str] = None) -> None:
+        if pretrained is not None:
+            if init_cfg is not None:
+                raise ValueError(
+                    f'TinyViM got both init_cfg and pretrained={pretrained!r} (mmseg segmentors '
+                    'pass their model.pretrained, e.g. a ResNet URL of an inherited base, to '
+                    'the backbone): set model.pretrained=None and keep init_cfg')
+            warnings.warn('DeprecationWarning: TinyViM(pretrained=...) is deprecated, use '
+                          'init_cfg=dict(type="Pretrained", checkpoint=...) instead')
+            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         if init_cfg is None:
             init_cfg = [dict(type='TruncNormal', layer=['Conv2d', 'Linear'], std=0.02, bias=0.),
                         dict(type='Constant', layer=['_BatchNorm', 'LayerNorm'], val=1., bias=0.)]
@@ -190,9 +208,14 @@ class TinyViM(BaseModule):
         widths, depths = self.arch['widths'], self.arch['depths']
         self.in_channels = in_channels
         self.out_indices = self._parse_out_indices(out_indices)
-        if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages must be in [-1, {self.num_stages}], '
-                             f'got {frozen_stages}')
+        if not isinstance(in_channels, int) or in_channels < 1:
+            raise ValueError(f'in_channels must be a positive int, got {in_channels!r}')
+        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= self.num_stages:
+            raise ValueError(f'frozen_stages must be an int in [-1, {self.num_stages}], '
+                             f'got {frozen_stages!r}')
+        if not 0.0 <= drop_path_rate < 1.0:
+            raise ValueError(f'drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
+        check_backend(scan_backend)
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
@@ -251,13 +274,19 @@ class TinyViM(BaseModule):
 
     @classmethod
     def _parse_out_indices(cls, out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
+        """Stage indices in ``[-4, 3]`` (negative ones count from the last stage), without
+        duplicates; returned sorted and non-negative."""
         if isinstance(out_indices, int):
-            out_indices = (out_indices,)
-        parsed = tuple(i % cls.num_stages if i < 0 else i for i in out_indices)
-        if not parsed or any(not 0 <= i < cls.num_stages for i in parsed):
-            raise ValueError(f'out_indices must be non-empty stage indices in '
-                             f'[0, {cls.num_stages}), got {out_indices}')
-        return tuple(sorted(set(parsed)))
+            out_indices = (out_indices, )
+        n = cls.num_stages
+        if not out_indices or any(not isinstance(i, int) or not -n <= i < n
+                                  for i in out_indices):
+            raise ValueError(f'out_indices must be non-empty stage indices in [{-n}, {n - 1}], '
+                             f'got {out_indices}')
+        parsed = [i % n for i in out_indices]
+        if len(set(parsed)) != len(parsed):
+            raise ValueError(f'out_indices {out_indices} name a stage twice')
+        return tuple(sorted(parsed))
 
     @property
     def stages(self) -> List[nn.Sequential]:
@@ -325,3 +354,42 @@ class TinyViM(BaseModule):
         """Fold every Conv-BN, RepDW and layer scale into single convs, in place."""
         switch_to_deploy(self, include_self=False)
         self.deploy = True
+
+
+
+def check_in_channels(model_cfg: dict) -> None:
+    """Raise a ``ValueError`` naming both sides when what reads a TinyViM backbone's outputs
+    expects other channels than they have: the neck (mmdet / mmseg ``FPN``) or, without a
+    neck, the decode and auxiliary heads (e.g. UperNet, with their ``in_index``). A no-op
+    for other backbones. Torch would otherwise fail only at the first forward pass, with a
+    bare ``expected input[...] to have N channels``.
+    """
+    backbone = model_cfg.get('backbone') or {}
+    if backbone.get('type') not in ('TinyViM', TinyViM):
+        return
+    arch = TinyViM._parse_arch(backbone.get('arch', 's'))
+    out_indices = TinyViM._parse_out_indices(backbone.get('out_indices', (0, 1, 2, 3)))
+    given = [arch['widths'][i] for i in out_indices]
+    if model_cfg.get('neck'):
+        neck = model_cfg['neck']
+        consumers = [('neck', neck[0] if isinstance(neck, (list, tuple)) else neck)]
+    else:
+        aux = model_cfg.get('auxiliary_head') or []
+        consumers = [('decode_head', model_cfg.get('decode_head'))] + [
+            ('auxiliary_head', a) for a in (aux if isinstance(aux, (list, tuple)) else [aux])]
+    for name, consumer in consumers:
+        if not consumer or 'in_channels' not in consumer:
+            continue
+        wanted = consumer['in_channels']
+        index = consumer.get('in_index', -1 if isinstance(wanted, int) else None)
+        if isinstance(index, int):
+            expected = given[index]
+        elif index is None:  # the neck reads every output, in order
+            expected = given
+        else:
+            expected = [given[i] for i in index]
+        if (list(wanted) if isinstance(wanted, (list, tuple)) else wanted) != expected:
+            raise ValueError(
+                f'model.{name}.in_channels={wanted} does not match the TinyViM backbone '
+                f"(arch={backbone.get('arch', 's')!r}, out_indices={list(out_indices)}), whose "
+                f'outputs have {given} channels; set {name}.in_channels={expected}')

@@ -1,0 +1,19 @@
+# Cascade Mask R-CNN + FPN with a TinyViM-B backbone, 1x on COCO: mmdet's R50 recipe
+# with the backbone swapped and AdamW 2e-4, wd 0.05 (as our Mask R-CNN configs).
+_base_ = 'mmdet::cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.py'
+
+custom_imports = dict(imports=['tinyvim_mm'], allow_failed_imports=False)
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='TinyViM',
+        arch='b',
+        out_indices=(0, 1, 2, 3),
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/tinyvim-b_in1k.pth')),
+    neck=dict(in_channels=[48, 96, 192, 384]))  # TinyViM-B's stage widths
+
+sync_bn = 'torch'
+optim_wrapper = dict(
+    optimizer=dict(_delete_=True, type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05))
+auto_scale_lr = dict(enable=False, base_batch_size=16)

@@ -1,0 +1,20 @@
+# RetinaNet + FPN with a TinyViM-B backbone, 1x on COCO: mmdet's R50 recipe with the
+# backbone swapped and the optimizer of our Mask R-CNN configs (AdamW 2e-4, wd 0.05).
+# RetinaNet's FPN takes stages 2-4 (start_level=1) and adds P6/P7 from P5's input.
+_base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
+
+custom_imports = dict(imports=['tinyvim_mm'], allow_failed_imports=False)
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='TinyViM',
+        arch='b',
+        out_indices=(0, 1, 2, 3),
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/tinyvim-b_in1k.pth')),
+    neck=dict(in_channels=[48, 96, 192, 384]))  # TinyViM-B's stage widths
+
+sync_bn = 'torch'
+optim_wrapper = dict(
+    optimizer=dict(_delete_=True, type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05))
+auto_scale_lr = dict(enable=False, base_batch_size=16)
