@@ -12,7 +12,11 @@ modules live in MMEngine's root registries, reachable from every toolbox), so
   checkout that is not installed), parsed like a local base file: the scopes of the
   mmdet / mmseg / mmpretrain bases it inherits stay as they are.
 
-Nothing else changes; other ``pkg::`` paths go to MMEngine's own code.
+Nothing else changes; other ``pkg::`` paths go to MMEngine's own code. And when
+``mmpretrain.apis`` is imported, :func:`register_with_mmpretrain` adds our ImageNet models to
+mmpretrain's ``ModelHub``, so that ``mmpretrain.list_models('*tinyvim*')``,
+``get_model('tinyvim_s_8xb128_in1k')``, ``inference_model`` and
+``ImageClassificationInferencer`` know them by name.
 
 Who calls :func:`install`: ``tinyvim_mm-mmengine.pth``, which ``pip install .`` puts into
 site-packages, at interpreter start (so that the toolboxes' own tools, e.g.
@@ -34,7 +38,8 @@ PACKAGE = 'tinyvim_mm'
 PREFIX = f'{PACKAGE}::'
 #: MMEngine versions whose private config functions this module wraps.
 SUPPORTED_MMENGINE = '0.10.'
-_TARGET = 'mmengine.config'
+#: Our classification models, for mmpretrain's ModelHub (relative to the package's .mim).
+CLASSIFICATION_METAFILE = 'configs/metafiles/classification.yml'
 
 
 def package_dir() -> Optional[str]:
@@ -65,7 +70,26 @@ def config_path(name: str) -> str:
     raise FileNotFoundError(f'{name!r}: no such config (looked for {" and ".join(candidates)})')
 
 
-def _patch(config_pkg: ModuleType) -> None:
+def _mim_root() -> Optional[str]:
+    """``<tinyvim_mm>/.mim`` of an installed package, the checkout root of a source tree."""
+    root = package_dir()
+    if root is None:
+        return None
+    mim = osp.join(root, '.mim')
+    return mim if osp.isdir(mim) else osp.dirname(root)
+
+
+def register_with_mmpretrain(model_module: ModuleType) -> None:
+    """Add the models of :data:`CLASSIFICATION_METAFILE` to ``mmpretrain.apis.model.ModelHub``
+    (idempotent)."""
+    hub = model_module.ModelHub
+    root = _mim_root()
+    if root is None or hub.has('tinyvim_s_8xb128_in1k'):
+        return
+    hub.register_model_index(osp.join(root, CLASSIFICATION_METAFILE), config_prefix=root)
+
+
+def _patch_config(config_pkg: ModuleType) -> None:
     """Wrap ``Config._get_cfg_path`` and register the package (idempotent)."""
     from mmengine.config import config as config_mod
     from mmengine.config import utils as config_utils
@@ -94,11 +118,15 @@ def _patch(config_pkg: ModuleType) -> None:
     Config._get_cfg_path = staticmethod(_get_cfg_path)
 
 
+#: Module -> what to run on it right after it has been imported.
+_HOOKS = {'mmengine.config': _patch_config, 'mmpretrain.apis.model': register_with_mmpretrain}
+
+
 class _PatchAfterImport(importlib.abc.MetaPathFinder):
-    """Runs :func:`_patch` right after ``mmengine.config`` has been imported."""
+    """Runs the :data:`_HOOKS` right after their modules have been imported."""
 
     def find_spec(self, name: str, path=None, target=None):
-        if name != _TARGET:
+        if name not in _HOOKS:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, 'find_spec'):
@@ -112,16 +140,17 @@ class _PatchAfterImport(importlib.abc.MetaPathFinder):
 
         def exec_and_patch(module: ModuleType) -> None:
             exec_module(module)
-            _patch(module)
+            _HOOKS[name](module)
 
         spec.loader.exec_module = exec_and_patch
         return spec
 
 
 def install() -> None:
-    """Make ``tinyvim_mm::`` bases resolve: now if ``mmengine.config`` is already
-    imported, else as soon as it is (idempotent, cheap)."""
-    if _TARGET in sys.modules:
-        _patch(sys.modules[_TARGET])
-    elif not any(isinstance(f, _PatchAfterImport) for f in sys.meta_path):
+    """Apply the :data:`_HOOKS` to their modules: now to those already imported, the others
+    as soon as they are (idempotent, cheap)."""
+    for name, hook in _HOOKS.items():
+        if name in sys.modules:
+            hook(sys.modules[name])
+    if not any(isinstance(f, _PatchAfterImport) for f in sys.meta_path):
         sys.meta_path.insert(0, _PatchAfterImport())

@@ -178,7 +178,8 @@ def _cross_scan_bwd(x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D
     ddelta = torch.empty(delta.shape, device=x.device, dtype=delta.dtype)
     dB = torch.empty(B.shape, **f32)
     dC = torch.empty(C.shape, **f32)
-    dparam = torch.empty((b * n_chunks, NUM_DIRECTIONS * d, n_state + 2), **f32)
+    channels = NUM_DIRECTIONS * d
+    dparam = torch.empty((b * n_chunks, channels * (n_state + 2)), **f32)
     end = torch.empty_like(states)
     dtsum = torch.empty(states.shape[:3] if carried else (0, ), **f32)
     dcarry = torch.empty_like(states)
@@ -196,9 +197,11 @@ def _cross_scan_bwd(x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D
                               dB, dC, dparam, d, length, height, width, n_chunks,
                               *_strides(x), *_strides(delta), *_strides(B), *_strides(C),
                               *_strides(grad_y), CARRY=carried, **meta)
-    sums = dparam.sum(0)  # (4d, N + 2); copies out of it, as outputs must not alias
-    dA, dD, dbias = (sums[:, :n_state].contiguous(), sums[:, n_state].contiguous(),
-                     sums[:, n_state + 1].contiguous())
+    # one reduction each: outputs of a custom op must not alias one another
+    dA, dD, dbias = (dparam[:, start:stop].sum(0) for start, stop in (
+        (0, channels * n_state), (channels * n_state, channels * (n_state + 1)),
+        (channels * (n_state + 1), channels * (n_state + 2))))
+    dA = dA.view(channels, n_state)
     return (dx.to(x.dtype), ddelta, dA.to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
             dD.to(D.dtype), dbias.to(delta_bias.dtype))
 

@@ -285,7 +285,8 @@ def bwd_scan_kernel(x_ptr, delta_ptr, B_ptr, C_ptr, A_ptr, bias_ptr, gy_ptr, car
       ``a_t h_{t-1} = h_t - dt u B`` as mamba-ssm's kernel forms it;
     - per chunk partial sums of ``dA = sum_t g dt a_t h_{t-1}``, ``dD = sum_t dy u`` and
       ``dbias = sum_t ddelta`` into row ``b * n_chunks + chunk`` of ``dparam``
-      (``(rows, 4d, N + 2)``), summed over rows by the caller."""
+      (``(rows, 4d * (N + 2))``: ``dA`` as ``(4d, N)``, then ``dD``, then ``dbias``),
+      summed over rows by the caller."""
     pid_t = tl.program_id(0)
     pid_c = tl.program_id(1)
     pid_bk = tl.program_id(2)
@@ -355,7 +356,7 @@ def bwd_scan_kernel(x_ptr, delta_ptr, B_ptr, C_ptr, A_ptr, bias_ptr, gy_ptr, car
     tl.atomic_add(dB_ptr + bn_offs, dBt, mask=tn_mask, sem='relaxed')
     tl.atomic_add(dC_ptr + bn_offs, dCt, mask=tn_mask, sem='relaxed')
 
-    p_offs = ((b * n_chunks + pid_t) * 4 * d + ch) * (N + 2)
-    tl.store(dparam_ptr + p_offs[:, None] + n[None, :], tl.sum(gdt * ah, axis=0), mask=cn_mask)
-    tl.store(dparam_ptr + p_offs + N, tl.sum(g * u, axis=0), mask=c_mask)
-    tl.store(dparam_ptr + p_offs + N + 1, tl.sum(ddt, axis=0), mask=c_mask)
+    p_row = dparam_ptr + (b * n_chunks + pid_t) * (4 * d * (N + 2))
+    tl.store(p_row + ch[:, None] * N + n[None, :], tl.sum(gdt * ah, axis=0), mask=cn_mask)
+    tl.store(p_row + 4 * d * N + ch, tl.sum(g * u, axis=0), mask=c_mask)
+    tl.store(p_row + 4 * d * (N + 1) + ch, tl.sum(ddt, axis=0), mask=c_mask)
