@@ -48,3 +48,10 @@ optim_wrapper = dict(
 param_scheduler = [
     dict(type='PolyLR', power=0.9, eta_min=1e-6, begin=0, end=40000, by_epoch=False)
 ]
+
+# Fast training on GPUs (tinyvim_mm.engine.fast_training; ignored on CPU, with a log line):
+# fp16 mixed precision, channels-last weights/activations, fused AdamW. Measured by
+# `python tools/benchmark.py --preset train` (docs/benchmarks.md). Turn any off with e.g.
+# `--cfg-options fast_training.channels_last=False`, all with `fast_training=None`.
+runner_type = 'FastTrainingRunner'
+fast_training = dict(amp='float16', channels_last=True, fused_optimizer=True, compile=False)

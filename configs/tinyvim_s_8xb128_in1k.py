@@ -52,7 +52,14 @@ test_pipeline = [
     dict(type='CenterCrop', crop_size=224),
     dict(type='PackInputs'),
 ]
-train_dataloader = dict(batch_size=128, num_workers=8, persistent_workers=True)
+# Repeated augmentation, as the released training script (DeiT's RASampler, on by
+# default there): each selected image appears 3 times per epoch under different
+# augmentations, spread over the GPUs; an epoch keeps about len(dataset) samples.
+train_dataloader = dict(
+    batch_size=128,
+    num_workers=8,
+    persistent_workers=True,
+    sampler=dict(type='RepeatAugSampler', num_repeats=3, shuffle=True))
 val_dataloader = dict(batch_size=128, num_workers=8, persistent_workers=True,
                       dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
@@ -60,7 +67,7 @@ test_dataloader = val_dataloader
 lr = 2e-3
 optim_wrapper = dict(
     _delete_=True,
-    type='AGCOptimWrapper',  # 'AmpAGCOptimWrapper' for mixed precision
+    type='AGCOptimWrapper',  # AmpAGCOptimWrapper under fast_training.amp (below)
     optimizer=dict(type='AdamW', lr=lr, weight_decay=0.025, eps=1e-8, betas=(0.9, 0.999)),
     clip_grad=dict(type='agc', clip_factor=0.02, eps=1e-3),
     paramwise_cfg=dict(
@@ -92,3 +99,11 @@ custom_hooks = [
 ]
 default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3, save_best='auto'))
+
+# Fast training on GPUs (tinyvim_mm.engine.fast_training; ignored on CPU, with a log line):
+# fp16 mixed precision, channels-last weights/activations, fused AdamW (AMP keeps AGC: the
+# gradients are unscaled before clipping). Measured by
+# `python tools/benchmark.py --preset train` (docs/benchmarks.md). Turn any off with e.g.
+# `--cfg-options fast_training.channels_last=False`, all with `fast_training=None`.
+runner_type = 'FastTrainingRunner'
+fast_training = dict(amp='float16', channels_last=True, fused_optimizer=True, compile=False)

@@ -1,0 +1,116 @@
+"""Fast training by default: the configs' ``fast_training`` settings, applied by
+:class:`FastTrainingRunner` where they run.
+
+A config opts in with ``runner_type = 'FastTrainingRunner'`` and, for example::
+
+    fast_training = dict(amp='float16', channels_last=True, fused_optimizer=True,
+                         compile=False)
+
+- ``amp``: ``'float16'`` / ``'bfloat16'`` mixed precision (the optim wrapper becomes its
+  ``Amp*`` version: ``AGCOptimWrapper`` -> ``AmpAGCOptimWrapper``), or ``False``;
+- ``channels_last``: the model's weights (and so its activations) in channels-last memory
+  format, set before the model is wrapped for distributed training;
+- ``fused_optimizer``: the fused CUDA implementation of ``Adam`` / ``AdamW`` / ``SGD``;
+- ``compile``: ``torch.compile`` of the backbone in place (``nn.Module.compile``: the
+  state-dict keys stay), ``True`` or the keyword arguments of ``torch.compile``.
+
+They apply on CUDA devices only; elsewhere (CPU runs, tests) training runs in the plain
+form, with one log line saying so. Any of them is turned off from the command line, e.g.
+``--cfg-options fast_training.amp=False``, or all with ``fast_training=None``.
+"""
+import copy
+import logging
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+from mmengine.logging import print_log
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+from .runner import enable_amp
+
+#: The settings a config may give, and what each means when absent.
+DEFAULTS: Dict[str, object] = dict(amp=False, channels_last=False, fused_optimizer=False,
+                                   compile=False)
+FUSED_OPTIMIZERS = ('Adam', 'AdamW', 'SGD')
+
+
+def plan_fast_training(settings: Optional[dict],
+                       capability: Optional[Tuple[int, int]]) -> Tuple[dict, List[str]]:
+    """The settings that apply on a CUDA device of ``capability`` (``None``: no CUDA
+    device), and one note for each that does not, saying why.
+
+    Raises:
+        ValueError: an unknown setting or ``amp`` value.
+    """
+    settings = dict(settings or {})
+    unknown = set(settings) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f'Unknown fast_training settings {sorted(unknown)}; valid: '
+                         f'{sorted(DEFAULTS)}')
+    if settings.get('amp') not in (False, None, 'float16', 'bfloat16'):
+        raise ValueError(f"fast_training.amp must be 'float16', 'bfloat16' or False, got "
+                         f"{settings['amp']!r}")
+    wanted = {k: v for k, v in settings.items() if v}
+    if not wanted:
+        return {}, []
+    if capability is None:
+        return {}, [f'no CUDA device: {", ".join(sorted(wanted))} off (plain fp32 training)']
+    notes = []
+    if wanted.get('amp') == 'bfloat16' and capability < (8, 0):
+        wanted['amp'] = 'float16'
+        notes.append(f'bfloat16 needs compute capability 8.0 (this GPU: {capability}): '
+                     'amp=float16')
+    if wanted.get('compile') and capability < (7, 0):
+        del wanted['compile']
+        notes.append('torch.compile (Triton) needs compute capability 7.0: compile off')
+    return wanted, notes
+
+
+def apply_to_config(cfg, settings: dict) -> None:
+    """The config edits of :func:`plan_fast_training`'s settings (AMP, fused optimizer)."""
+    if settings.get('amp'):
+        enable_amp(cfg)
+        cfg.optim_wrapper.dtype = settings['amp']
+    if settings.get('fused_optimizer'):
+        optimizer = cfg.optim_wrapper.optimizer
+        if optimizer.get('type') not in FUSED_OPTIMIZERS:
+            raise ValueError(f'fast_training.fused_optimizer: {optimizer.get("type")!r} has no '
+                             f'fused implementation; set it False (fused: {FUSED_OPTIMIZERS})')
+        optimizer.fused = True
+
+
+def prepare_model(model: nn.Module, settings: dict) -> nn.Module:
+    """The model edits: channels-last weights, a compiled backbone (in place)."""
+    if settings.get('channels_last'):
+        model = model.to(memory_format=torch.channels_last)
+    compile_cfg = settings.get('compile')
+    if compile_cfg:
+        target = getattr(model, 'backbone', model)
+        target.compile(**(compile_cfg if isinstance(compile_cfg, dict) else {}))
+    return model
+
+
+@RUNNERS.register_module()
+class FastTrainingRunner(Runner):
+    """MMEngine's ``Runner`` that applies the config's ``fast_training`` settings (module
+    docstring) where they run, and logs which."""
+
+    @classmethod
+    def from_cfg(cls, cfg) -> 'FastTrainingRunner':
+        cfg = copy.deepcopy(cfg)
+        capability = (torch.cuda.get_device_capability()
+                      if torch.cuda.is_available() else None)
+        settings, notes = plan_fast_training(cfg.get('fast_training'), capability)
+        apply_to_config(cfg, settings)
+        message = (f'fast_training: {settings}' if settings else 'fast_training: none applied')
+        print_log('; '.join([message, *notes]), logger='current',
+                  level=logging.WARNING if notes else logging.INFO)
+        return super().from_cfg(cfg)
+
+    def wrap_model(self, model_wrapper_cfg: Optional[dict], model: nn.Module) -> nn.Module:
+        capability = (torch.cuda.get_device_capability()
+                      if torch.cuda.is_available() else None)
+        settings, _ = plan_fast_training(self.cfg.get('fast_training'), capability)
+        return super().wrap_model(model_wrapper_cfg, prepare_model(model, settings))
