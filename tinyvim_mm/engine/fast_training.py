@@ -24,7 +24,6 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
-from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -97,6 +96,9 @@ class FastTrainingRunner(Runner):
     """MMEngine's ``Runner`` that applies the config's ``fast_training`` settings (module
     docstring) where they run, and logs which."""
 
+    #: The settings that applied (set by :meth:`from_cfg`).
+    fast_training: dict = {}
+
     @classmethod
     def from_cfg(cls, cfg) -> 'FastTrainingRunner':
         cfg = copy.deepcopy(cfg)
@@ -104,10 +106,12 @@ class FastTrainingRunner(Runner):
                       if torch.cuda.is_available() else None)
         settings, notes = plan_fast_training(cfg.get('fast_training'), capability)
         apply_to_config(cfg, settings)
-        message = (f'fast_training: {settings}' if settings else 'fast_training: none applied')
-        print_log('; '.join([message, *notes]), logger='current',
-                  level=logging.WARNING if notes else logging.INFO)
-        return super().from_cfg(cfg)
+        runner = super().from_cfg(cfg)
+        runner.fast_training = settings
+        message = f'fast_training: {settings}' if settings else 'fast_training: none applied'
+        runner.logger.log(logging.WARNING if notes else logging.INFO,
+                          '; '.join([message, *notes]))
+        return runner
 
     def wrap_model(self, model_wrapper_cfg: Optional[dict], model: nn.Module) -> nn.Module:
         capability = (torch.cuda.get_device_capability()
