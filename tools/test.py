@@ -37,6 +37,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         'WORK_DIR/TIMESTAMP/SHOW_DIR; mmseg: SHOW_DIR/vis_data/vis_image)')
     parser.add_argument('--interval', type=int, default=1, help='draw every N-th image')
     parser.add_argument('--wait-time', type=float, default=2, help='--show: seconds per image')
+    parser.add_argument('--deploy', action='store_true',
+                        help='test the fast inference form: folded layers, fused Triton '
+                        'kernels where the GPU runs them (InferenceFormHook)')
     parser.add_argument('--tta', action='store_true',
                         help='test-time augmentation: the config\'s tta_model / tta_pipeline, '
                         'or flip TTA (mmdet, mmpretrain)')
@@ -63,6 +66,8 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     if args.out is not None and scope == 'mmseg':
         cfg.test_evaluator.update(output_dir=args.out, keep_results=True)
     add_hook(cfg, dict(type='CheckpointGuardHook', strict_load=True))
+    if args.deploy:
+        add_hook(cfg, dict(type='InferenceFormHook'))
     apply_launcher(cfg, args.launcher)
     return cfg
 

@@ -5,6 +5,7 @@ repository."""
 import importlib.util
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -15,8 +16,7 @@ from typing import Dict, List, Optional
 import pytest
 import yaml
 
-from conftest import REPO, load_module
-from test_resume import tiny_seg_config
+from conftest import REPO, load_module, tiny_seg_config
 from tinyvim_mm.datasets import make_toy_ade
 
 TOOLS = REPO / 'tools'
@@ -259,6 +259,22 @@ def test_mim_train_and_test_downstream(downstream):
     assert 'mIoU' in log and 'per class results' in log
     assert len(list((downstream / 'pred').glob('*.png'))) == 2
     assert len(list((downstream / 'vis').rglob('vis_image/*.png'))) == 2
+
+
+def test_test_tool_deploy_form_gives_the_same_metric(downstream):
+    """``tools/test.py --deploy`` (folded, fused where the device allows) evaluates the
+    checkpoint of ``test_mim_train_and_test_downstream`` like the training form."""
+    ckpt = downstream / 'work_mim' / 'iter_2.pth'
+    if not ckpt.is_file():
+        pytest.skip('needs the checkpoint of test_mim_train_and_test_downstream')
+    mious = []
+    for extra in ([], ['--deploy']):
+        log = check(sh([sys.executable, str(TOOLS / 'test.py'), 'my_fpn.py', str(ckpt),
+                        '--work-dir', str(downstream / f'test_{len(extra)}'), *extra],
+                       downstream))
+        mious.append(float(re.search(r'mIoU: ([\d.]+)', log).group(1)))
+    assert 'testing the inference form' in log
+    assert abs(mious[0] - mious[1]) < 0.5, mious
 
 
 def test_downstream_config_forms(downstream, monkeypatch):

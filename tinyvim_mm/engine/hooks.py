@@ -135,3 +135,23 @@ class CheckpointGuardHook(Hook):
         if self._val_states is not None:
             set_rng_states(self._val_states)
             self._val_states = None
+
+
+@HOOKS.register_module()
+class InferenceFormHook(Hook):
+    """Test in the fast inference form: after the checkpoint is loaded, fold the model and
+    swap its blocks for their fused forms (``tinyvim_mm.deploy.optimize_for_inference``;
+    kernels that cannot run on the device fall back with a one-line log).
+    ``tools/test.py --deploy`` adds it; the arguments are ``optimize_for_inference``'s."""
+
+    priority = 'VERY_LOW'
+
+    def __init__(self, fuse_blocks: bool = True, fold_axial: bool = True,
+                 scan_backend: Optional[str] = 'triton') -> None:
+        self.kwargs = dict(fuse_blocks=fuse_blocks, fold_axial=fold_axial,
+                           scan_backend=scan_backend)
+
+    def before_test(self, runner) -> None:
+        from tinyvim_mm.deploy import optimize_for_inference
+        optimize_for_inference(_bare_model(runner.model), **self.kwargs)
+        runner.logger.info(f'testing the inference form ({self.kwargs})')
