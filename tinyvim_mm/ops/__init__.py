@@ -4,13 +4,13 @@ FFN block (:mod:`.ffn`) and the device capability checks that choose among them
 from .device import kernel_unsupported
 from .ffn import fused_ffn, fused_ffn_transposed, fused_ffn_unsupported
 from .scan import (BACKENDS, SelectiveScanCuda, available_backends, check_backend,
-                   cross_selective_scan, default_chunk_size, fused_cross_scan_block,
+                   cross_selective_scan, cross_selective_scan_train, default_chunk_size, fused_cross_scan_block,
                    resolve_backend, selective_scan, selective_scan_flops, selective_scan_ref,
                    selective_scan_torch)
 
 __all__ = [
     'BACKENDS', 'SelectiveScanCuda', 'available_backends', 'check_backend',
-    'cross_selective_scan', 'default_chunk_size', 'fused_cross_scan_block', 'fused_ffn',
+    'cross_selective_scan', 'cross_selective_scan_train', 'default_chunk_size', 'fused_cross_scan_block', 'fused_ffn',
     'fused_ffn_transposed', 'fused_ffn_unsupported', 'kernel_unsupported', 'resolve_backend',
     'selective_scan', 'selective_scan_flops', 'selective_scan_ref', 'selective_scan_torch'
 ]

@@ -6,8 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tinyvim_mm.ops import (check_backend, cross_selective_scan, fused_cross_scan_block,
-                            selective_scan)
+from tinyvim_mm.ops import (check_backend, cross_selective_scan, cross_selective_scan_train,
+                            fused_cross_scan_block, resolve_backend, selective_scan)
 
 from .conv_bn import ConvBN
 from .rep_dw import AxialRepDW, RepDW
@@ -79,11 +79,8 @@ class LaplaceMixer(nn.Module):
         low_ratio: fraction of channels sent through the scan.
         pool_size: average-pool factor before the scan (1: no pooling).
         d_state: SSM state size ``N``.
-        scan_backend: selective-scan backend, see
-            :func:`tinyvim_mm.ops.selective_scan`. With ``'triton'``, inference
-            (no gradients) runs the 4 directions, their sum and the LayerNorm
-            in one kernel (:func:`tinyvim_mm.ops.cross_selective_scan`) where
-            the device and the sizes suit it.
+        scan_backend: selective-scan backend, see :mod:`tinyvim_mm.ops.scan`; with
+            ``'triton'`` (see :meth:`ssm`) the whole cross scan is one fused op.
         deploy: build the folded form of the conv layers directly.
     """
 
@@ -141,12 +138,22 @@ class LaplaceMixer(nn.Module):
         self.Ds.fill_(1.0)
 
     def ssm(self, x: torch.Tensor) -> torch.Tensor:
-        """4-direction selective scan + LayerNorm: ``(B, D, h, w) -> (B, D, h, w)``
-        (computed in fp32)."""
-        if getattr(self.scan, 'backend', None) == 'triton' and not torch.is_grad_enabled():
-            block_d = fused_cross_scan_block(x)
-            if block_d is not None:
-                return self._ssm_fused(x, block_d)
+        """4-direction selective scan + LayerNorm: ``(B, D, h, w) -> (B, D, h, w)``,
+        accumulated in fp32.
+
+        With the ``'triton'`` backend (what ``'auto'`` picks on GPUs Triton runs on) the
+        whole cross scan is one fused op that reads the inputs at their pixels (training
+        and inference; at inference, large batches of short scans take the kernel that
+        also applies the LayerNorm). Otherwise the directions are cross-scanned into
+        sequences and scanned by the selected backend."""
+        backend = resolve_backend(self.scan.backend, x.device, x.dtype)
+        if backend == 'triton':
+            if not torch.is_grad_enabled():
+                block_d = fused_cross_scan_block(x)
+                if block_d is not None:
+                    return self._ssm_fused(x, block_d)
+            y = cross_selective_scan_train(x, *self._scan_args(x))
+            return self.out_norm(y.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         b, d, h, w = x.shape
         length = h * w
         xs = cross_scan(x)
@@ -165,13 +172,13 @@ class LaplaceMixer(nn.Module):
         y = self.out_norm(y.permute(0, 2, 3, 1))
         return y.permute(0, 3, 1, 2)
 
-    def _ssm_fused(self, x: torch.Tensor, block_d: int) -> torch.Tensor:
-        """:meth:`ssm` by one Triton kernel (inference only; float32 within 1e-4).
+    def _scan_args(self, x: torch.Tensor) -> tuple:
+        """``(delta, A, B, C, D, delta_bias)`` of the fused cross scan of ``x``.
 
-        ``x_proj`` and ``dt_proj`` are per pixel, so they run in the pixels'
-        natural order, folded into one ``(4d + 8N) x d`` matrix; the kernel
-        reads each direction's inputs at its pixels instead of cross-scanned
-        copies, and writes the LayerNorm of the summed directions."""
+        ``x_proj`` and ``dt_proj`` are per pixel, so they run in the pixels' natural
+        order, folded into one ``(4d + 8N) x d`` matrix; ``delta``, ``B``, ``C`` are
+        ``(B, K, ., h, w)`` views of its output, read by the kernels at the pixels each
+        direction visits (no cross-scanned copies)."""
         b, d, h, w = x.shape
         k, n, r = NUM_DIRECTIONS, self.d_state, self.dt_rank
         with torch.autocast(x.device.type, enabled=False):
@@ -185,10 +192,14 @@ class LaplaceMixer(nn.Module):
         def per_direction(start: int, width: int) -> torch.Tensor:  # (B, K, width, h, w)
             return proj[..., start:start + k * width].view(b, h, w, k, width).permute(0, 3, 4, 1, 2)
 
-        return cross_selective_scan(
-            x, per_direction(0, d), -torch.exp(self.A_logs.float()), per_direction(k * d, n),
-            per_direction(k * (d + n), n), self.Ds.float(), self.dt_projs_bias.float().flatten(),
-            self.out_norm.weight.float(), self.out_norm.bias.float(), self.out_norm.eps, block_d)
+        return (per_direction(0, d), -torch.exp(self.A_logs.float()), per_direction(k * d, n),
+                per_direction(k * (d + n), n), self.Ds.float(),
+                self.dt_projs_bias.float().flatten())
+
+    def _ssm_fused(self, x: torch.Tensor, block_d: int) -> torch.Tensor:
+        """:meth:`ssm` by one Triton kernel that also applies the LayerNorm (inference)."""
+        return cross_selective_scan(x, *self._scan_args(x), self.out_norm.weight.float(),
+                                    self.out_norm.bias.float(), self.out_norm.eps, block_d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act(self.conv2d(self.in_proj(x)))

@@ -1,0 +1,78 @@
+"""The Laplace mixer with the fused Triton cross scan (``scan_backend='triton'``, what
+``'auto'`` picks on GPUs) against the portable per-direction path, in training: output and
+every parameter's gradient. On CPU through Triton's interpreter, in a subprocess (the
+interpreter is chosen when Triton first compiles)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO
+
+SCRIPT = r'''
+import json, copy, torch
+from tinyvim_mm.models.layers import LaplaceMixer
+torch.manual_seed(0)
+out = {}
+for shape, pool in [((2, 16, 12, 20), 2), ((1, 16, 5, 7), 1)]:
+    ref = LaplaceMixer(16, 0.5, pool, scan_backend='torch').train()
+    tri = copy.deepcopy(ref)
+    tri.scan.backend = 'triton'
+    x = torch.randn(*shape)
+    ys, grads = [], []
+    for model in (ref, tri):
+        xi = x.clone().requires_grad_()
+        y = model(xi)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        ys.append(y.detach())
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()} | {'x': xi.grad})
+    # biases right before a training-mode BatchNorm have a zero true gradient: their
+    # relative error is rounding noise, so each error is relative to the larger of the
+    # gradient's own norm and 1e-3 of the largest one
+    scale = 1e-3 * max(float(g.norm()) for g in grads[0].values())
+    rel = lambda a, b: float((a - b).norm()) / max(float(b.norm()), scale, 1e-12)
+    out[str(shape)] = dict(y=rel(ys[1], ys[0]),
+                           grads={n: rel(grads[1][n], g) for n, g in grads[0].items()})
+print(json.dumps(out))
+'''
+
+
+def test_triton_mixer_matches_the_portable_path():
+    pytest.importorskip('triton')
+    env = dict(os.environ, TRITON_INTERPRET='1',
+               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get('PYTHONPATH', '')]))
+    proc = subprocess.run([sys.executable, '-c', SCRIPT], env=env, cwd=REPO, text=True,
+                          capture_output=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    for shape, res in results.items():
+        assert res['y'] < 1e-5, (shape, res['y'])
+        bad = {n: e for n, e in res['grads'].items() if e > 1e-4}
+        assert not bad, (shape, bad)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16])
+def test_triton_mixer_on_gpu(dtype):
+    """Same on the GPU, with autocast for half precision (fp16 projections: 2e-3)."""
+    import copy
+    from tinyvim_mm.models.layers import LaplaceMixer
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    ref = LaplaceMixer(96, 0.5, 2, scan_backend='torch').cuda().train()
+    tri = copy.deepcopy(ref)
+    tri.scan.backend = 'triton'
+    x = torch.randn(2, 96, 50, 84, device='cuda')
+    outs = []
+    for model in (ref, tri):
+        xi = x.clone().requires_grad_()
+        with torch.autocast('cuda', dtype=dtype, enabled=dtype != torch.float32):
+            y = model(xi)
+        y.float().square().mean().backward()
+        outs.append((y.float(), xi.grad, model.A_logs.grad, model.x_proj_weight.grad))
+    tol = 1e-4 if dtype == torch.float32 else 2e-2
+    for a, b in zip(outs[1], outs[0]):
+        assert float((a - b).norm() / b.norm()) < tol
