@@ -17,17 +17,20 @@ class TimingConfig:
 
     Args:
         warmup: untimed calls first (after the first call, which is always untimed).
+        warmup_time: and at least this many seconds of them (clocks and caches settle).
         repeats: timed samples (at least; latency takes more while ``min_time`` lasts).
         min_time: seconds of timed calls in all.
         max_iters: most calls in one throughput sample.
     """
     warmup: int = 3
+    warmup_time: float = 0.2
     repeats: int = 5
     min_time: float = 1.0
     max_iters: int = 200
 
     def __post_init__(self) -> None:
-        if self.warmup < 0 or self.repeats < 1 or self.min_time < 0 or self.max_iters < 1:
+        if (self.warmup < 0 or self.warmup_time < 0 or self.repeats < 1 or self.min_time < 0
+                or self.max_iters < 1):
             raise ValueError(f'invalid timing settings: {self}')
 
 
@@ -80,15 +83,20 @@ def seconds_per_call(step: Callable[[], Any], device: torch.device, iters: int) 
 
 def measure(step: Callable[[], Any], device: torch.device, config: TimingConfig,
             per_call: bool = False) -> Timing:
-    """Time ``step`` after ``config.warmup`` calls.
+    """Time ``step`` after ``config.warmup`` calls (lasting ``warmup_time`` at least).
 
     Throughput (``per_call=False``): ``config.repeats`` samples, each the mean of as many
     back-to-back calls as fill ``min_time / repeats``. Latency (``per_call=True``): every
     call synchronised and timed alone, at least ``repeats`` calls and as many as fill
     ``min_time`` (at most 1000).
     """
-    for _ in range(config.warmup):
+    begin = time.perf_counter()
+    calls = 0
+    while calls < config.warmup or time.perf_counter() - begin < config.warmup_time:
         step()
+        calls += 1
+        if calls % 8 == 0:
+            synchronize(device)  # the clock reads the device's pace, not the queue's
     synchronize(device)
     if per_call:
         samples: List[float] = []
@@ -114,7 +122,7 @@ def time_limit(seconds: float) -> Iterator[None]:
         return
 
     def handler(signum: int, frame: Any) -> None:
-        raise TimeoutError(f'exceeded its {seconds:.0f} s time limit')
+        raise TimeoutError(f'exceeded its {seconds:g} s time limit')
 
     previous = signal.signal(signal.SIGALRM, handler)
     signal.setitimer(signal.ITIMER_REAL, seconds)

@@ -1,0 +1,88 @@
+# The tables the benchmark presets are made of (tinyvim_mm.benchmark.presets documents
+# the keys). Every table measures all its models with one treatment per column, in
+# one run; ratios are over its `reference` row.
+_base_ = ['./zoo.py']
+
+# ---------------------------------------------------------------- inference, 224x224
+# TinyViM folded (its rep layers, as timm's reparameterize_model folds the peers) and
+# in its fast inference form (optimize_for_inference: Triton scan, fused FFN blocks,
+# 7x7 axial fold), against the timm models of about its top-1.
+throughput = dict(kind='throughput', batch=1024, img_size=224,
+                  treatment=_base_.inference, columns=_base_.eager_compiled)
+throughput_s = dict(throughput, title='TinyViM-S and timm models of 75.8-80.8 % top-1',
+                    models=['tinyvim-s', 'tinyvim-s:fast'] + _base_.peers_s,
+                    reference='tinyvim-s')
+throughput_b = dict(throughput, title='TinyViM-B and timm models of 80.8-82.4 % top-1',
+                    models=['tinyvim-b', 'tinyvim-b:fast'] + _base_.peers_b,
+                    reference='tinyvim-b')
+throughput_l = dict(throughput, title='TinyViM-L and timm models of 82.7-83.6 % top-1',
+                    models=['tinyvim-l', 'tinyvim-l:fast'] + _base_.peers_l,
+                    reference='tinyvim-l')
+
+# Latency: every call timed alone; eager, and eager replayed from a CUDA graph (no
+# launch overhead: what matters at batch 1).
+latency = dict(kind='latency', batches=[1, 8, 32], img_size=224, treatment=_base_.inference,
+               columns=[dict(name='eager'), dict(name='CUDA graph', cuda_graphs=True)],
+               timing=dict(warmup=5, warmup_time=0.5, repeats=20, min_time=0.5))
+latency_s = dict(latency, title='Latency, TinyViM-S and its peers',
+                 models=['tinyvim-s', 'tinyvim-s:fast'] + _base_.peers_s, reference='tinyvim-s')
+latency_b = dict(latency, title='Latency, TinyViM-B and its peers',
+                 models=['tinyvim-b', 'tinyvim-b:fast'] + _base_.peers_b, reference='tinyvim-b')
+latency_l = dict(latency, title='Latency, TinyViM-L and its peers',
+                 models=['tinyvim-l', 'tinyvim-l:fast'] + _base_.peers_l, reference='tinyvim-l')
+
+# ---------------------------------------------------------------- dense prediction
+# Float32 (as the paper's detection / segmentation throughput), NCHW (mmcv's RoI ops
+# take contiguous features), random weights; TinyViM-B folded, and with the Triton
+# scan (the FFN kernels are half-precision fast paths, left out in float32).
+mask_rcnn_b = 'configs/mask_rcnn_tinyvim_b.py'
+mask_rcnn_r50 = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+fpn_b = 'configs/fpn_tinyvim_b_ade20k_40k.py'
+fpn_r50 = 'mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py'
+dense_treatment = dict(dtype='fp32', channels_last=False, reparameterize=True)
+dense_fast = dict(fuse_blocks=False, scan_backend='triton')
+dense_det = dict(
+    kind='dense', title='Mask R-CNN end to end (test_step, 100 detections per image)',
+    batch=2, img_size=(800, 1333), treatment=dense_treatment,
+    models=[dict(name=mask_rcnn_b, label='Mask R-CNN, TinyViM-B'),
+            dict(name=mask_rcnn_b, label='Mask R-CNN, TinyViM-B fast', optimize=dense_fast),
+            dict(name=mask_rcnn_r50, label='Mask R-CNN, ResNet-50 (mmdet)')],
+    reference='Mask R-CNN, ResNet-50 (mmdet)')
+dense_seg = dict(
+    kind='dense', title='Semantic FPN end to end (test_step)', batch=8, img_size=512,
+    treatment=dense_treatment,
+    models=[dict(name=fpn_b, label='Semantic FPN, TinyViM-B'),
+            dict(name=fpn_b, label='Semantic FPN, TinyViM-B fast', optimize=dense_fast),
+            dict(name=fpn_r50, label='Semantic FPN, ResNet-50 (mmseg)')],
+    reference='Semantic FPN, ResNet-50 (mmseg)')
+backbone_det = dict(
+    kind='backbone', title='Backbones alone at the detection size', batch=2,
+    img_size=(800, 1333), treatment=dense_treatment, columns=_base_.eager_compiled,
+    models=[dict(name=mask_rcnn_b, label='TinyViM-B'),
+            dict(name=mask_rcnn_b, label='TinyViM-B fast', optimize=dense_fast),
+            dict(name=mask_rcnn_r50, label='ResNet-50 (mmdet)')],
+    reference='ResNet-50 (mmdet)')
+
+# ---------------------------------------------------------------- training, runner level
+# The configs' real training loops (MMEngine Runner: data preprocessor with Mixup /
+# CutMix, losses, AGC, EMA, hooks) on in-memory samples, at the configs' batch per GPU.
+# "released": the released recipe's equivalent, AMP with NCHW and plain AdamW;
+# "default": the config as it is (its fast_training: AMP, channels-last, fused AdamW).
+train_variants = [
+    dict(name='released',
+         cfg_options={'fast_training.channels_last': False,
+                      'fast_training.fused_optimizer': False}),
+    dict(name='default')]
+train_cls = dict(
+    kind='runner_train', title='ImageNet training, runner level (batch 128 per GPU, 224x224)',
+    iters=20, warmup=5, columns=train_variants,
+    models=[dict(name='configs/tinyvim_s_8xb128_in1k.py', label='TinyViM-S, RegNetY-16GF teacher'),
+            dict(name='configs/tinyvim_s_8xb128_in1k_noteacher.py', label='TinyViM-S, no teacher'),
+            dict(name='configs/tinyvim_b_8xb128_in1k.py', label='TinyViM-B, RegNetY-16GF teacher'),
+            dict(name='configs/tinyvim_b_8xb128_in1k_noteacher.py', label='TinyViM-B, no teacher')])
+train_dense = dict(
+    kind='runner_train', title='Detection and segmentation training, runner level '
+    '(batch 4 per GPU; 800x1333, 512x512)',
+    iters=20, warmup=5, columns=train_variants,
+    models=[dict(name=mask_rcnn_b, label='Mask R-CNN, TinyViM-B'),
+            dict(name=fpn_b, label='Semantic FPN, TinyViM-B')])

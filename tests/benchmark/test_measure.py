@@ -1,0 +1,110 @@
+"""Every measurement kind on the CPU at tiny sizes (1-2 timed calls): the numbers exist,
+the folded and fast forms compute the training form's outputs, a timm peer is
+reparameterized, the runner-level training runs the config's loop on in-memory samples."""
+import pytest
+import torch
+import torch.nn as nn
+
+from tinyvim_mm.benchmark import measure, parse_model
+from tinyvim_mm.benchmark.measure import Context
+from tinyvim_mm.benchmark.models import build_classifier
+from tinyvim_mm.benchmark.runner_train import TrainVariant, prepare_config, runner_train
+from tinyvim_mm.benchmark.timing import TimingConfig
+from tinyvim_mm.benchmark.toolbox import load_config
+from tinyvim_mm.benchmark.treatments import Treatment
+
+TINY_ARCH = dict(widths=[16, 16, 32, 32], depths=[1, 1, 2, 1], _delete_=True)
+TINY_DENSE = {'model.backbone.arch': TINY_ARCH, 'model.neck.in_channels': [16, 16, 32, 32]}
+CPU_FP32 = Treatment(dtype='fp32', channels_last=True)
+
+
+@pytest.fixture
+def ctx() -> Context:
+    timing = TimingConfig(warmup=0, warmup_time=0, repeats=1, min_time=0)
+    return Context(torch.device('cpu'), timing)
+
+
+def test_throughput_forms_and_timm_peer(ctx):
+    rows = {name: measure.throughput(ctx, parse_model(name), CPU_FP32, 2, (32, 32))
+            for name in ('tinyvim-s:fast', 'timm:mobileone_s0')}
+    for name, row in rows.items():
+        assert row['img_per_s'] > 0 and row['batch'] == 2 and row['ms'] > 0, name
+        assert row['rel_err'] < 1e-4, name  # folded / fused = the training form, float32
+    # the peer's training-time branches are gone: timm's reparameterize_model ran
+    spec = parse_model('timm:mobileone_s0')
+    assert any(isinstance(m, nn.BatchNorm2d) for m in build_classifier(spec, False).modules())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in build_classifier(spec, True).modules())
+
+
+def test_cuda_graphs_need_cuda(ctx):
+    with pytest.raises(ValueError, match='cuda_graphs needs a CUDA device'):
+        measure.throughput(ctx, parse_model('tinyvim-s'), Treatment(cuda_graphs=True), 2,
+                           (32, 32))
+
+
+def test_latency(ctx):
+    row = measure.latency(ctx, parse_model('timm:mobileone_s0'), CPU_FP32, [1, 2], (32, 32))
+    assert set(row['batches']) == {'1', '2'}
+    for per in row['batches'].values():
+        assert per['ms'] > 0 and per['p90_ms'] >= per['ms'] and per['calls'] >= 1
+
+
+def test_train_step(ctx):
+    row = measure.train_step(ctx, parse_model('tinyvim-s'), CPU_FP32, 2, (32, 32))
+    assert row['img_per_s'] > 0 and row['first_loss'] == pytest.approx(6.9, abs=1.0)
+    with pytest.raises(ValueError, match='inference only'):
+        measure.train_step(ctx, parse_model('tinyvim-s:fast'), CPU_FP32, 2, (32, 32))
+
+
+def test_dense_and_backbone(ctx):
+    det = parse_model(dict(name='configs/mask_rcnn_tinyvim_s_toy_coco.py',
+                           cfg_options=TINY_DENSE, optimize=dict(fuse_blocks=False)))
+    row = measure.dense(ctx, det, Treatment(), 1, (64, 96))
+    assert row['img_per_s'] > 0 and row['first_call_s'] > 0
+    seg = parse_model(dict(name='configs/fpn_tinyvim_s_toy_ade.py', cfg_options=TINY_DENSE))
+    assert measure.dense(ctx, seg, Treatment(), 2, (64, 64))['img_per_s'] > 0
+    # torch.compile through the treatment (its ``eager`` backend keeps the CPU test fast)
+    compiled = Treatment(dtype='fp32', compile=True, compile_backend='eager')
+    assert measure.backbone(ctx, seg, compiled, 2, (64, 96))['img_per_s'] > 0
+    with pytest.raises(ValueError, match='runs eager'):
+        measure.dense(ctx, seg, Treatment(compile=True), 2, (64, 64))
+    with pytest.raises(ValueError, match='take a config'):
+        measure.dense(ctx, parse_model('tinyvim-s'), Treatment(), 2, (64, 64))
+
+
+def test_runner_train_toy_classification(ctx):
+    """The toy ImageNet config's loop (Mixup/CutMix, AGC, EMA, distillation teacher with
+    random weights) on in-memory samples, two variants."""
+    spec = parse_model(dict(name='configs/tinyvim_s_toy_imagenet.py',
+                            cfg_options={'model.backbone.arch': TINY_ARCH,
+                                         'model.head.in_channels': 32}))
+    for variant in (TrainVariant('default'),
+                    TrainVariant('no fused', {'fast_training.fused_optimizer': False})):
+        row = runner_train(ctx, spec, variant, iters=2, warmup=1, batch=2, img_size=(32, 32))
+        assert row['iters'] == 2 and row['img_per_s'] > 0 and row['iter_per_s'] > 0
+        assert row['img_size'] == [32, 32] and row['first_iter_s'] > 0
+        assert row['optim_wrapper'] == 'AGCOptimWrapper'  # CPU: fast_training is off
+        assert 0 < row['first_loss'] < 10 and row['last_loss'] > 0
+
+
+def test_prepare_config_variants(tmp_path):
+    """Variants are cfg-options overrides; the run trains a fixed number of iterations
+    with nothing downloaded, no validation and no checkpoints."""
+    cfg = load_config('configs/mask_rcnn_tinyvim_b.py')
+    released = TrainVariant.parse(dict(name='released', cfg_options={
+        'fast_training.channels_last': False, 'fast_training.fused_optimizer': False}))
+    prepare_config(cfg, released, str(tmp_path), 7)
+    assert cfg.fast_training == dict(amp='float16', channels_last=False,
+                                     fused_optimizer=False, compile=False)
+    assert cfg.model.backbone.init_cfg is None and cfg.default_hooks.checkpoint is None
+    assert cfg.train_cfg == dict(type='IterBasedTrainLoop', max_iters=7, val_interval=8)
+    assert cfg.val_dataloader is None and cfg.log_level == 'WARNING'
+    with pytest.raises(ValueError, match="unknown key.*'amp'"):
+        TrainVariant.parse(dict(name='x', amp=True))
+
+
+def test_teacherless_inference_build():
+    """Classifier configs are measured without their distillation teacher."""
+    model = build_classifier(parse_model('configs/tinyvim_s_8xb128_in1k.py'), True)
+    assert model.model.teacher is None and model.model.backbone.deploy  # folded
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 1000)

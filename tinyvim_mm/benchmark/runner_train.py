@@ -1,0 +1,215 @@
+"""Runner-level training benchmark: a config's real training loop through MMEngine's
+``Runner`` (data preprocessor, model, losses, optimizer wrapper, parameter schedulers,
+hooks, EMA), fed from memory.
+
+Why the Runner and not ``model.train_step`` calls: the loop's own costs (hooks such as
+EMA and logging, the optimizer wrapper's gradient clipping and loss scaling, batch
+augmentations in the data preprocessor) are part of what a training recipe costs, and
+the settings "released recipe vs our default" variants change (the configs'
+``fast_training``: AMP, channels-last, fused AdamW, applied by ``FastTrainingRunner``
+while the runner is built) only take effect there.
+
+What is left out: files, JPEG decoding and CPU augmentations. The dataloader yields
+already packed samples (as ``Pack*Inputs`` would: ``uint8`` images and labels, boxes
+and masks or segmentation maps, see :mod:`.synthetic`), so the numbers measure the
+model and the loop, not the data pipeline or the machine's CPU count. Validation,
+checkpoint saving (once an epoch) and the config's schedule length are replaced by a
+fixed number of iterations; everything else is the config's.
+"""
+import dataclasses
+import logging
+import math
+import shutil
+import statistics
+import tempfile
+import time
+import uuid
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from mmengine.hooks import Hook
+
+from .measure import Context
+from .models import ModelSpec
+from .synthetic import PackedDataset, packed_samples
+from .timing import peak_memory_gb, peak_memory_reset, percentile, synchronize
+from .toolbox import find_value, load_config, scope_of, strip_pretrained
+
+#: Distinct samples built per run (the dataset cycles over them).
+POOL = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainVariant:
+    """A variant of a config's training: ``--cfg-options`` style overrides, e.g.
+    ``{'fast_training.channels_last': False}``."""
+    name: str
+    cfg_options: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, entry: Any) -> 'TrainVariant':
+        if isinstance(entry, str):
+            return cls(entry)
+        unknown = set(entry) - {'name', 'cfg_options'}
+        if unknown or 'name' not in entry:
+            raise ValueError(f'training variant {entry!r}: needs a name; unknown key(s) '
+                             f'{sorted(unknown)}; valid: name, cfg_options')
+        return cls(entry['name'], dict(entry.get('cfg_options') or {}))
+
+    @property
+    def label(self) -> str:
+        return ', '.join(f'{k}={v}' for k, v in self.cfg_options.items()) or 'the config as is'
+
+
+def default_size(cfg, scope: str) -> Tuple[int, int]:
+    """The training input size the config's pipeline produces: the classification crop,
+    the segmentation crop, the detection resize scale (``(1333, 800)`` -> ``(800, 1333)``)."""
+    pipeline = cfg.train_dataloader.get('dataset', {}).get('pipeline') or []
+    if scope == 'mmseg' and cfg.get('crop_size'):
+        return tuple(cfg.crop_size)
+    for step in pipeline:
+        if scope == 'mmpretrain' and step.get('type') == 'RandomResizedCrop':
+            scale = step['scale']
+            return (scale, scale) if isinstance(scale, int) else (scale[1], scale[0])
+        if scope == 'mmdet' and step.get('type') == 'Resize':
+            return (min(step['scale']), max(step['scale']))
+    raise ValueError('cannot tell the training input size from the config; give img_size')
+
+
+def prepare_config(cfg, variant: TrainVariant, work_dir: str, max_iters: int):
+    """``cfg`` (in place) for a benchmark run of ``variant``: its overrides, no downloads,
+    ``max_iters`` iterations without validation or checkpoints, quiet logs."""
+    if variant.cfg_options:
+        cfg.merge_from_dict(dict(variant.cfg_options))
+    strip_pretrained(cfg.model)
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters,
+                         val_interval=max_iters + 1)
+    for key in ('val_dataloader', 'val_cfg', 'val_evaluator', 'test_dataloader', 'test_cfg',
+                'test_evaluator', 'load_from'):
+        cfg[key] = None
+    cfg.resume = False
+    cfg.launcher = 'none'
+    cfg.default_hooks.checkpoint = None
+    if cfg.get('log_processor') is not None:
+        cfg.log_processor.by_epoch = False
+    cfg.work_dir = work_dir
+    cfg.experiment_name = f'benchmark_{uuid.uuid4().hex[:8]}'
+    cfg.log_level = 'WARNING'
+    return cfg
+
+
+def _teacher_checkpoint(cfg, scope: str, work_dir: str) -> None:
+    """Random weights for a distillation teacher, saved where the config reads them."""
+    if not cfg.model.get('teacher'):
+        return
+    import importlib
+
+    from .toolbox import quiet_logs
+    registry = importlib.import_module(f'{scope}.registry')
+    with quiet_logs():
+        teacher = registry.MODELS.build(cfg.model.teacher)
+    path = f'{work_dir}/teacher.pth'
+    torch.save(teacher.state_dict(), path)
+    cfg.model.teacher_checkpoint = path
+
+
+class _IterTimes(Hook):
+    """Wall time of every iteration (the device synchronised after it, as training does
+    anyway: MMEngine's RuntimeInfoHook reads the losses every iteration), the peak memory
+    from the end of the warm-up on, and the losses."""
+    priority = 'LOWEST'
+
+    def __init__(self, device: torch.device, warmup: int) -> None:
+        self.device = device
+        self.warmup = warmup
+        self.stamps: List[float] = []
+        self.losses: List[float] = []
+
+    def before_train(self, runner) -> None:
+        synchronize(self.device)
+        self.stamps.append(time.perf_counter())
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch: Any = None,
+                         outputs: Optional[dict] = None) -> None:
+        synchronize(self.device)
+        self.stamps.append(time.perf_counter())
+        if outputs and 'loss' in outputs:
+            self.losses.append(float(torch.as_tensor(outputs['loss']).detach()))
+        if batch_idx + 1 == self.warmup:
+            peak_memory_reset(self.device)
+
+
+def _applied(runner) -> Dict[str, Any]:
+    """What the built runner really trains with: optim wrapper, fused optimizer, memory
+    format of the model's convolution weights."""
+    from mmengine.optim import AmpOptimWrapper
+    wrapper = runner.optim_wrapper
+    conv = next((m.weight for m in runner.model.modules()
+                 if isinstance(m, torch.nn.Conv2d) and m.weight.dim() == 4), None)
+    return dict(optim_wrapper=type(wrapper).__name__,
+                amp=isinstance(wrapper, AmpOptimWrapper),
+                fused_optimizer=bool(wrapper.optimizer.defaults.get('fused')),
+                channels_last=conv is not None
+                and conv.is_contiguous(memory_format=torch.channels_last)
+                and not conv.is_contiguous())
+
+
+def runner_train(ctx: Context, spec: ModelSpec, variant: TrainVariant, iters: int,
+                 warmup: int, batch: Optional[int] = None,
+                 img_size: Optional[Sequence[int]] = None) -> Dict[str, Any]:
+    """Train ``warmup + iters`` iterations of ``spec``'s config under ``variant`` through
+    MMEngine's ``Runner``; time the last ``iters``.
+
+    Returns:
+        img/s and iter/s (from the median iteration), median and p90 ms per iteration,
+        the first iteration's seconds, peak memory after the warm-up, first and last loss.
+    """
+    from tinyvim_mm.engine.runner import build_runner
+    if spec.kind != 'config':
+        raise ValueError(f'{spec.name}: the runner-level benchmark takes a config')
+    if iters < 1 or warmup < 1:
+        raise ValueError(f'iters and warmup must be >= 1, got {iters}, {warmup}')
+    cfg = load_config(spec.target, spec.cfg_options)
+    scope = scope_of(cfg)
+    batch = batch or cfg.train_dataloader.batch_size
+    size = tuple(img_size) if img_size else default_size(cfg, scope)
+    work_dir = tempfile.mkdtemp(prefix='tinyvim_bench_')
+    benchmark_mode = torch.backends.cudnn.benchmark
+    runner = None
+    try:
+        prepare_config(cfg, variant, work_dir, warmup + iters)
+        _teacher_checkpoint(cfg, scope, work_dir)
+        torch.backends.cudnn.benchmark = bool(cfg.get('env_cfg', {}).get('cudnn_benchmark'))
+        samples = packed_samples(scope, min(batch, POOL), size,
+                                 find_value(cfg.model, 'num_classes') or 2, ctx.seed)
+        cfg.train_dataloader = dict(batch_size=batch, num_workers=0,
+                                    dataset=dict(type='in-memory, set below'))
+        runner = build_runner(cfg)
+        runner._train_dataloader = runner.build_dataloader(dict(
+            batch_size=batch, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
+            collate_fn=dict(type='pseudo_collate'),
+            dataset=PackedDataset(samples, batch * (warmup + iters))))
+        timer = _IterTimes(ctx.device, warmup)
+        runner.register_hook(timer, priority='LOWEST')
+        runner.train()
+        applied = _applied(runner)
+    finally:
+        torch.backends.cudnn.benchmark = benchmark_mode
+        if runner is not None:  # its log file goes with the work dir; the logger stays current
+            for handler in list(runner.logger.handlers):
+                if isinstance(handler, logging.FileHandler):
+                    runner.logger.removeHandler(handler)
+                    handler.close()
+        shutil.rmtree(work_dir, ignore_errors=True)
+    times = [b - a for a, b in zip(timer.stamps, timer.stamps[1:])]
+    timed = times[warmup:]
+    median = statistics.median(timed)
+    if not all(math.isfinite(v) for v in timer.losses):
+        raise FloatingPointError(f'non-finite training loss: {timer.losses}')
+    return dict(batch=batch, img_size=list(size), img_per_s=batch / median,
+                iter_per_s=1 / median, ms=round(median * 1e3, 3),
+                p90_ms=round(percentile(timed, 90) * 1e3, 3), iters=len(timed),
+                first_iter_s=round(times[0], 3), peak_mem_gb=peak_memory_gb(ctx.device),
+                first_loss=timer.losses[0] if timer.losses else None,
+                last_loss=timer.losses[-1] if timer.losses else None,
+                cudnn_benchmark=bool(cfg.get('env_cfg', {}).get('cudnn_benchmark')), **applied)
