@@ -3,6 +3,7 @@
 Importing this module registers ``DistillImageClassifier`` and ``DistillClsHead`` for
 mmpretrain configs (``custom_imports``).
 """
+import copy
 from pathlib import Path
 from typing import List, Optional, Union
 
@@ -18,6 +19,9 @@ from mmpretrain.structures import DataSample
 from tinyvim_mm.checkpoint import extract_state_dict, load_local_checkpoint, state_dict_problems
 
 from ..heads import DistillClsHead
+
+#: ``teacher_fast['dtype']`` values.
+FAST_DTYPES = {'float16': torch.float16, 'bfloat16': torch.bfloat16, 'float32': torch.float32}
 
 
 class _Detached:
@@ -44,10 +48,16 @@ class DistillImageClassifier(ImageClassifier):
     optimizer and EMA never see it; only device/dtype moves (``to``, ``cuda``,
     ``half``) follow the student.
 
-    Its weights are loaded by :meth:`init_weights`, which ``Runner.train()``
-    calls before the first iteration: a missing or unfit checkpoint stops
-    training there with a clear error, while evaluation (``Runner.test()``,
-    ``tools/test.py``) never needs the teacher checkpoint.
+    It is built and its weights are loaded by :meth:`init_weights`, which
+    ``Runner.train()`` calls before the first iteration: a missing or unfit
+    checkpoint stops training there with a clear error, while evaluation and
+    inference (``Runner.test()``, ``tools/test.py``, ``mmpretrain.get_model``)
+    never build the teacher nor need its checkpoint.
+
+    On CUDA the teacher runs as fast as inference can (``teacher_fast``): weights
+    and inputs in half precision, channels-last, optionally compiled; it only
+    decides the hard labels (its argmax), which this does not change in practice
+    (:meth:`teacher_agreement` measures it).
 
     Args:
         backbone, neck, head, pretrained, train_cfg, data_preprocessor,
@@ -60,6 +70,9 @@ class DistillImageClassifier(ImageClassifier):
             heads learn from the labels.
         teacher_checkpoint: local path of the teacher's weights (a state dict,
             bare or under ``state_dict`` / ``model``), loaded strictly.
+        teacher_fast: on CUDA, ``dtype`` (``'float16'``, ``'bfloat16'`` or
+            ``'float32'``), ``channels_last`` and ``compile`` (``torch.compile`` of
+            the teacher in place) of the teacher's forward; ``None``: fp32, as built.
     """
 
     def __init__(self,
@@ -68,6 +81,8 @@ class DistillImageClassifier(ImageClassifier):
                  head: Optional[dict] = None,
                  teacher: Optional[Union[dict, nn.Module]] = None,
                  teacher_checkpoint: Optional[str] = None,
+                 teacher_fast: Optional[dict] = dict(dtype='float16', channels_last=True,
+                                                     compile=False),
                  pretrained: Optional[str] = None,
                  train_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
@@ -76,8 +91,15 @@ class DistillImageClassifier(ImageClassifier):
                          train_cfg=train_cfg, data_preprocessor=data_preprocessor,
                          init_cfg=init_cfg)
         self._teacher: Optional[_Detached] = None
+        self._teacher_cfg = teacher
         self.teacher_checkpoint = teacher_checkpoint
+        self.teacher_fast = dict(teacher_fast or {})
+        unknown = set(self.teacher_fast) - {'dtype', 'channels_last', 'compile'}
+        if unknown or self.teacher_fast.get('dtype', 'float32') not in FAST_DTYPES:
+            raise ValueError(f'teacher_fast takes dtype ({sorted(FAST_DTYPES)}), channels_last '
+                             f'and compile, got {teacher_fast}')
         self._teacher_loaded = False
+        self._teacher_fast_on: Optional[torch.device] = None
         if teacher is None:
             if teacher_checkpoint is not None:
                 raise ValueError('teacher_checkpoint is set but teacher is None; set '
@@ -88,24 +110,34 @@ class DistillImageClassifier(ImageClassifier):
                              'local checkpoint file (a randomly initialised teacher is useless)')
         if not isinstance(self.head, DistillClsHead):
             raise TypeError(f'Distillation needs a DistillClsHead, got {type(self.head).__name__}')
-        module = teacher if isinstance(teacher, nn.Module) else PRETRAIN_MODELS.build(teacher)
-        self._teacher = _Detached(module.requires_grad_(False).eval())
+        if isinstance(teacher, nn.Module):
+            self._teacher = _Detached(teacher.requires_grad_(False).eval())
+
+    @property
+    def has_teacher(self) -> bool:
+        """Whether the classifier distils from a teacher (built or not yet)."""
+        return self._teacher_cfg is not None
 
     @property
     def teacher(self) -> Optional[nn.Module]:
-        """The frozen teacher, or ``None``."""
+        """The frozen teacher (built on first use, on the student's device), or ``None``."""
+        if self._teacher is None and self._teacher_cfg is not None:
+            module = PRETRAIN_MODELS.build(self._teacher_cfg).requires_grad_(False).eval()
+            device = next(self.parameters()).device
+            self._teacher = _Detached(module.to(device))
         return None if self._teacher is None else self._teacher.module
 
     def _apply(self, fn, *args, **kwargs) -> 'DistillImageClassifier':
         super()._apply(fn, *args, **kwargs)
         if self._teacher is not None:
             self._teacher.module._apply(fn, *args, **kwargs)
+            self._teacher_fast_on = None
         return self
 
     def init_weights(self) -> None:
         """Initialise the student, then load the teacher's checkpoint."""
         super().init_weights()
-        if self._teacher is not None and not self._teacher_loaded:
+        if self.has_teacher and not self._teacher_loaded:
             self.load_teacher()
 
     def load_teacher(self) -> None:
@@ -135,22 +167,56 @@ class DistillImageClassifier(ImageClassifier):
         print_log(f'Loaded the distillation teacher ({name}) from {path}',
                   logger=MMLogger.get_current_instance())
 
+    def _fast_teacher(self, device: torch.device) -> nn.Module:
+        """The teacher in its :attr:`teacher_fast` form on CUDA (converted once)."""
+        teacher = self.teacher
+        if device.type != 'cuda' or not self.teacher_fast or self._teacher_fast_on == device:
+            return teacher
+        dtype = FAST_DTYPES[self.teacher_fast.get('dtype', 'float32')]
+        if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+            dtype = torch.float16
+        teacher.to(dtype=dtype)
+        if self.teacher_fast.get('channels_last'):
+            teacher.to(memory_format=torch.channels_last)
+        if self.teacher_fast.get('compile'):
+            teacher.compile()
+        self._teacher_fast_on = device
+        return teacher
+
     @torch.no_grad()
-    def teacher_logits(self, inputs: torch.Tensor) -> torch.Tensor:
-        """The frozen teacher's ``(B, num_classes)`` logits for ``inputs``."""
-        if self._teacher is None:
+    def teacher_logits(self, inputs: torch.Tensor, fast: bool = True) -> torch.Tensor:
+        """The frozen teacher's float32 ``(B, num_classes)`` logits for ``inputs``
+        (in its :attr:`teacher_fast` form unless ``fast=False``)."""
+        if not self.has_teacher:
             raise RuntimeError('This classifier has no teacher')
         if not self._teacher_loaded:
             raise RuntimeError('The teacher weights are not loaded: call init_weights() '
                                '(Runner.train() does) or load_teacher() first')
-        teacher = self.teacher
-        logits = teacher(inputs, mode='tensor') if isinstance(teacher, BaseModel) \
-            else teacher(inputs)
+        teacher = self._fast_teacher(inputs.device) if fast else self.teacher
+        weight = next(teacher.parameters())
+        memory_format = (torch.channels_last if self.teacher_fast.get('channels_last')
+                         and inputs.is_cuda and fast else torch.contiguous_format)
+        x = inputs.to(dtype=weight.dtype, memory_format=memory_format)
+        with torch.autocast(inputs.device.type, enabled=False):
+            logits = teacher(x, mode='tensor') if isinstance(teacher, BaseModel) \
+                else teacher(x)
         return logits.float()
+
+    @torch.no_grad()
+    def teacher_agreement(self, inputs: torch.Tensor) -> float:
+        """Fraction of ``inputs`` whose hard label (argmax) the fast teacher gives as the
+        float32 teacher does (1.0 off CUDA or without ``teacher_fast``)."""
+        fast = self.teacher_logits(inputs).argmax(1)
+        reference = copy.deepcopy(self.teacher).float().to(memory_format=torch.contiguous_format)
+        x = inputs.float().contiguous()
+        with torch.autocast(inputs.device.type, enabled=False):
+            logits = reference(x, mode='tensor') if isinstance(reference, BaseModel) \
+                else reference(x)
+        return float((logits.argmax(1) == fast).float().mean())
 
     def loss(self, inputs: torch.Tensor, data_samples: List[DataSample]) -> dict:
         """Losses of both heads; ``dist_head`` against the teacher if any."""
         feats = self.extract_feat(inputs)
-        if self._teacher is None:
+        if not self.has_teacher:
             return self.head.loss(feats, data_samples)
         return self.head.loss(feats, data_samples, teacher_logits=self.teacher_logits(inputs))

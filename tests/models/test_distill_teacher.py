@@ -1,0 +1,69 @@
+"""The distillation teacher: built only when training needs it (inference and evaluation
+never build it nor need its checkpoint), fast on CUDA (half precision, channels-last)
+without changing the hard labels it hands the student."""
+import pytest
+import torch
+
+pytest.importorskip('mmpretrain')
+from mmengine.registry import init_default_scope  # noqa: E402
+
+from tinyvim_mm.models.classifiers.distill_classifier import DistillImageClassifier  # noqa: E402
+
+
+def build(teacher_ckpt: str = 'missing.pth', **kwargs) -> DistillImageClassifier:
+    init_default_scope('mmpretrain')
+    return DistillImageClassifier(
+        backbone=dict(type='TinyViM', arch=dict(widths=(8, 16, 24, 32), depths=(1, 1, 2, 1)),
+                      out_indices=(3, )),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='DistillClsHead', num_classes=5, in_channels=32),
+        teacher=dict(type='TimmClassifier', model_name='resnet18', num_classes=5),
+        teacher_checkpoint=teacher_ckpt, **kwargs)
+
+
+def test_teacher_is_built_on_first_use_only(tmp_path):
+    model = build()
+    assert model.has_teacher and model._teacher is None  # predict / test never build it
+    with torch.no_grad():
+        assert model.eval()(torch.randn(2, 3, 32, 32), mode='tensor').shape == (2, 5)
+    assert model._teacher is None
+    with pytest.raises(FileNotFoundError, match='missing.pth'):
+        model.init_weights()  # what Runner.train() calls: builds, then loads
+    assert type(model.teacher).__name__ == 'TimmClassifier'
+
+
+def test_teacher_logits_after_loading(tmp_path):
+    import timm
+    ckpt = tmp_path / 'teacher.pth'
+    torch.save({'model': timm.create_model('resnet18', num_classes=5).state_dict()}, ckpt)
+    model = build(str(ckpt))
+    model.init_weights()
+    x = torch.randn(3, 3, 32, 32)
+    logits = model.teacher_logits(x)
+    assert logits.shape == (3, 5) and logits.dtype == torch.float32
+    assert torch.equal(logits, model.teacher_logits(x, fast=False))  # CPU: plain form
+    assert model.teacher_agreement(x) == 1.0
+
+
+@pytest.mark.parametrize('fast', [dict(dtype='fp8'), dict(dtype='float16', tf32=True)])
+def test_bad_teacher_fast(fast):
+    with pytest.raises(ValueError, match='teacher_fast'):
+        build(teacher_fast=fast)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+def test_fast_teacher_keeps_the_hard_labels_on_gpu():
+    """DeiT's RegNetY-16GF (random weights: its hard labels are as close to ties as they
+    get) in fp16 + channels-last gives the fp32 teacher's argmax on >= 99.9 % of a batch."""
+    init_default_scope('mmpretrain')
+    model = DistillImageClassifier(
+        backbone=dict(type='TinyViM', arch='s', out_indices=(3, )),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='DistillClsHead', num_classes=1000, in_channels=224),
+        teacher=dict(type='TimmClassifier', model_name='regnety_160', num_classes=1000),
+        teacher_checkpoint='unused.pth').cuda()
+    model._teacher_loaded = True  # random weights stand in for the checkpoint
+    torch.manual_seed(0)
+    x = torch.randn(1024, 3, 224, 224, device='cuda')
+    agreement = sum(model.teacher_agreement(chunk) for chunk in x.split(256)) / 4
+    assert agreement >= 0.999, agreement
