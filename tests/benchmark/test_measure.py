@@ -59,7 +59,7 @@ def test_train_step(ctx):
 def test_dense_and_backbone(ctx):
     det = parse_model(dict(name='configs/mask_rcnn_tinyvim_s_toy_coco.py',
                            cfg_options=TINY_DENSE, optimize=dict(fuse_blocks=False)))
-    row = measure.dense(ctx, det, Treatment(), 1, (64, 96))
+    row = measure.dense(ctx, det, Treatment(), 1, (64, 64))
     assert row['img_per_s'] > 0 and row['first_call_s'] > 0
     seg = parse_model(dict(name='configs/fpn_tinyvim_s_toy_ade.py', cfg_options=TINY_DENSE))
     assert measure.dense(ctx, seg, Treatment(), 2, (64, 64))['img_per_s'] > 0

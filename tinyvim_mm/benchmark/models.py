@@ -15,6 +15,7 @@ randomised so that folding is really exercised.
 """
 import dataclasses
 import difflib
+import functools
 import re
 from typing import Any, Dict, Mapping, Optional, Union
 
@@ -57,6 +58,12 @@ class ModelSpec:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
 
+@functools.lru_cache(maxsize=None)
+def _check_config(path: str) -> None:
+    """Raise where ``path`` is no config (once per path and process)."""
+    load_config(path)
+
+
 def _check_timm(name: str) -> None:
     import timm
     if not timm.is_model(name):
@@ -97,7 +104,7 @@ def parse_model(entry: Union[str, Mapping[str, Any]]) -> ModelSpec:
             raise ValueError(f'{name!r}: optimize options apply to TinyViM models only')
         return ModelSpec(name, 'timm', name[5:], label or name[5:])
     if name.endswith('.py'):
-        load_config(name)  # exists and parses
+        _check_config(name)
         stem = name.rsplit('/', 1)[-1][:-3] + (' fast' if optimize is not None else '')
         return ModelSpec(name, 'config', name, label or stem, optimize, cfg_options)
     raise ValueError(f'unknown model {name!r}: expected tinyvim-{{s,b,l}}[:fast], timm:NAME '
