@@ -66,16 +66,19 @@ backbone_det = dict(
 # ---------------------------------------------------------------- training, runner level
 # The configs' real training loops (MMEngine Runner: data preprocessor with Mixup /
 # CutMix, losses, AGC, EMA, hooks) on in-memory samples, at the configs' batch per GPU.
-# "released": the released recipe's equivalent, AMP with NCHW and plain AdamW;
-# "default": the config as it is (its fast_training: AMP, channels-last, fused AdamW).
-train_variants = [
-    dict(name='released',
-         cfg_options={'fast_training.channels_last': False,
-                      'fast_training.fused_optimizer': False}),
+# "released": the released recipe's equivalent, AMP with NCHW and plain AdamW (and the
+# distillation teacher in fp16, NCHW, as it ran under AMP there);
+# "default": the config as it is (its fast_training: AMP, channels-last, fused AdamW;
+# the teacher's teacher_fast: fp16, channels-last).
+released = {'fast_training.channels_last': False, 'fast_training.fused_optimizer': False}
+train_variants = [dict(name='released', cfg_options=released), dict(name='default')]
+train_cls_variants = [
+    dict(name='released', cfg_options=dict(released, **{
+        'model.teacher_fast': dict(dtype='float16', channels_last=False, compile=False)})),
     dict(name='default')]
 train_cls = dict(
     kind='runner_train', title='ImageNet training, runner level (batch 128 per GPU, 224x224)',
-    iters=20, warmup=5, columns=train_variants,
+    iters=20, warmup=5, columns=train_cls_variants,
     models=[dict(name='configs/tinyvim_s_8xb128_in1k.py', label='TinyViM-S, RegNetY-16GF teacher'),
             dict(name='configs/tinyvim_s_8xb128_in1k_noteacher.py', label='TinyViM-S, no teacher'),
             dict(name='configs/tinyvim_b_8xb128_in1k.py', label='TinyViM-B, RegNetY-16GF teacher'),
