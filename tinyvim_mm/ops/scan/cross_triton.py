@@ -13,7 +13,7 @@ Algorithm (chunked scan; ``L = H*W`` cut into chunks of ``T`` steps). Per direct
 
     h_t = a_t h_{t-1} + dt_t u_t B_t,   y_t = <C_t, h_t> + D u_t
 
-Forward, 3 launches (1 when ``L`` fits one chunk, plus the output-initialising one):
+Forward, 3 kernel launches (2 when ``L`` fits one chunk: no carry):
 
 1. ``fwd_chunk_kernel``, one program per (chunk, channel block, b*4 + k): the state
    each chunk ends with from a zero start, in closed form
@@ -24,19 +24,19 @@ Forward, 3 launches (1 when ``L`` fits one chunk, plus the output-initialising o
 3. ``fwd_scan_kernel``, one program per chunk etc.: the chunk's states from its
    entering state by ``tl.associative_scan`` along the chunk, ``y += <C, h>``.
 
-Backward, 3 launches: ``bwd_chunk_kernel`` (each chunk's contribution to the adjoint
-flowing out of its first step; also initialises ``dx``, ``dB``, ``dC``), the same
-carry kernel run right to left, and ``bwd_scan_kernel``, which recomputes the
-chunk's states (forward scan from the saved entering state) and adjoints (reverse
-scan from the carried one) and forms every gradient. ``dA``, ``dD`` and
-``delta_bias``'s gradient leave it as per-(batch, chunk) partial sums that one
-``torch.sum`` reduces (deterministic, no contention between the b * L/T programs
-sharing a channel).
+Backward, 3 kernel launches (2 for one chunk) and 3 small sums: ``bwd_chunk_kernel``
+(each chunk's contribution to the adjoint flowing out of its first step; also
+initialises ``dx``, ``dB``, ``dC``), the same carry kernel run right to left, and
+``bwd_scan_kernel``, which recomputes the chunk's states (forward scan from the
+saved entering state) and adjoints (reverse scan from the carried one) and forms
+every gradient. ``dA``, ``dD`` and ``delta_bias``'s gradient leave it as
+per-(batch, chunk) partial sums that ``torch.sum`` reduces (deterministic, and no
+contention between the ``b * L / T`` programs sharing a channel).
 
 Memory: the forward saves its inputs (as given, views included) and the states
 entering the chunks, ``(4b, L/T, d, N)`` float32, where a scan keeping every state
-(like the torch backend) holds ``(b, 4, d, N, L)``: ``T`` times less (64 times at
-detection sizes: 1.6 MiB instead of 103 MiB at b=2, d=96, L=4200, N=8), and no
+(like the torch backend) holds ``(b, 4, d, N, L)``: ``T`` times less (6.4 MiB
+instead of 103 MiB at b=2, d=96, L=4200, N=8 with the default T=16), and no
 ``(b, 4, d, L)`` cross-scanned copies of ``x``, ``delta``, ``y`` or their gradients.
 
 Sums over directions (``y``, ``dx``) and over channel blocks (``dB``, ``dC``) are
@@ -53,15 +53,17 @@ import torch
 from torch import Tensor
 
 NUM_DIRECTIONS = 4
-#: Longest chunk (steps per program) and shortest one the launch heuristic picks.
-MAX_CHUNK = 64
-MIN_CHUNK = 16
-#: Programs the heuristic aims at: about 8 per SM of an H100/H200 (132 SMs).
-TARGET_PROGRAMS = 1024
-#: Elements of a program's ``(T, BLOCK_D, N)`` tiles: the backward keeps about twice
-#: as many such tiles alive as the forward.
-FWD_TILE = 4096
+#: Sequences up to this many steps run as one chunk (no carry pass; 2 launches each way).
+MAX_SINGLE_CHUNK = 64
+#: Steps per chunk for longer sequences: on an H200 at b=2, d=96, L=1050 and 4200,
+#: 16-step chunks (and more channels per program) gave the fastest forward + backward.
+LONG_CHUNK = 16
+#: Elements of a program's ``(T, BLOCK_D, N)`` tiles (32 a thread with :func:`_num_warps`;
+#: twice as many made the backward spill registers).
+FWD_TILE = 2048
 BWD_TILE = 2048
+#: Chunks per iteration of the carry kernel's loop, and its tile size.
+CARRY_CHUNKS = 64
 CARRY_TILE = 2048
 
 __all__ = ['cross_selective_scan_train', 'default_chunk_size']
@@ -71,15 +73,14 @@ def _next_pow2(x: int) -> int:
     return 1 << max(x - 1, 0).bit_length()
 
 
-def default_chunk_size(batch: int, d: int, length: int) -> int:
-    """Steps per chunk: :data:`MAX_CHUNK` (fewer chunks to carry, less state to save)
-    unless that leaves fewer than :data:`TARGET_PROGRAMS` programs, then halved down to
-    :data:`MIN_CHUNK`; never more than ``length`` rounded up to a power of 2 (one chunk
-    for a 7x7 map). Depends on the shapes only, so that ``torch.compile`` sees one value."""
-    chunk = min(MAX_CHUNK, _next_pow2(length))
-    channel_blocks = -(-d // 16)
-    while (chunk > MIN_CHUNK
-           and batch * NUM_DIRECTIONS * channel_blocks * -(-length // chunk) < TARGET_PROGRAMS):
+def default_chunk_size(length: int) -> int:
+    """Steps per chunk for sequences of ``length``: ``length`` rounded up to a power of 2
+    up to :data:`MAX_SINGLE_CHUNK` (one chunk), else :data:`LONG_CHUNK`. Takes symbolic
+    sizes too (``torch.compile`` with dynamic shapes)."""
+    if length > MAX_SINGLE_CHUNK:
+        return LONG_CHUNK
+    chunk = MAX_SINGLE_CHUNK
+    while chunk > 1 and chunk // 2 >= length:
         chunk //= 2
     return chunk
 
@@ -91,8 +92,9 @@ def _block_d(d: int, chunk: int, block_n: int, tile: int) -> int:
 
 
 def _num_warps(elements: int) -> int:
-    """Warps for a program of ``elements``-element tiles: 16 elements a thread, 1 to 8 warps."""
-    return max(1, min(8, elements // 512))
+    """Warps for a program of ``elements``-element tiles: 32 elements a thread, 1 to 8 warps
+    (fastest on an H200 in a sweep of 2-8 warps at 1024-8192 elements)."""
+    return max(1, min(8, elements // 1024))
 
 
 def _strides(t: Tensor) -> Tuple[int, ...]:
@@ -109,7 +111,7 @@ def _carry(end: Tensor, dtsum: Tensor, A: Tensor, out: Tensor, d: int, n_state: 
     """Launch ``chunk_carry_kernel`` over ``end``, ``dtsum`` (``(4b, chunks, d[, N])``)."""
     from .cross_triton_kernels import chunk_carry_kernel
     rows, n_chunks = end.shape[:2]
-    block_c = min(_next_pow2(n_chunks), 16)
+    block_c = min(_next_pow2(n_chunks), CARRY_CHUNKS)
     block_d = max(1, min(_next_pow2(d), CARRY_TILE // (block_c * block_n)))
     chunk_carry_kernel[(-(-d // block_d), rows)](
         end, dtsum, A, out, d, n_chunks, N=n_state, BLOCK_N=block_n, BLOCK_C=block_c,
@@ -267,8 +269,7 @@ def cross_selective_scan_train(x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C
     """
     _check(x, delta, A, B, C, D, delta_bias)
     b, d, height, width = x.shape
-    chunk = chunk_size or default_chunk_size(b, d, height * width)
+    chunk = chunk_size or default_chunk_size(height * width)
     if chunk & (chunk - 1):
         raise ValueError(f'chunk_size must be a power of 2, got {chunk}')
     return _cross_scan_fwd(x, delta, A, B, C, D, delta_bias, delta_softplus, chunk)[0]
-

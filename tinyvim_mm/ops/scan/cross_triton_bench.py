@@ -11,6 +11,7 @@ scan order, so they are inputs there). The Triton op reads everything at its pix
 """
 import argparse
 import statistics
+from functools import partial
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -94,6 +95,11 @@ def _triton_path(t: Dict[str, Tensor]) -> Tensor:
                                       t['bias'])
 
 
+def _forward_backward(run: Callable[[Dict[str, Tensor]], Tensor], inputs: Dict[str, Tensor],
+                      grad_y: Tensor) -> None:
+    run(inputs).backward(grad_y)
+
+
 def _median_ms(fn: Callable[[], object], repeats: int) -> float:
     """Median of ``repeats`` CUDA-event timings of ``fn`` after 3 warm-up calls."""
     for _ in range(3):
@@ -109,6 +115,24 @@ def _median_ms(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
+def _kernel_ms(fn: Callable[[], object], repeats: int) -> float:
+    """GPU time of ``fn`` (ms): its kernels' durations summed over ``repeats`` calls
+    under ``torch.profiler``, divided by ``repeats``. Unlike :func:`_median_ms` this
+    leaves out the gaps between launches, which at small sizes are the host's time."""
+    from torch.profiler import ProfilerActivity, profile
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(repeats):
+            fn()
+        torch.cuda.synchronize()
+    total_us = 0.0
+    for event in prof.key_averages():
+        device_us = getattr(event, 'device_time_total', None)  # cuda_time_total before 2.4
+        total_us += event.cuda_time_total if device_us is None else device_us
+    return total_us / 1e3 / repeats
+
+
 def _backends() -> List[str]:
     names = ['triton']
     try:
@@ -122,10 +146,11 @@ def _backends() -> List[str]:
 def benchmark(shapes: Sequence[Shape] = DEFAULT_SHAPES,
               dtypes: Sequence[torch.dtype] = DEFAULT_DTYPES, repeats: int = 20,
               n_state: int = 8) -> List[Dict[str, object]]:
-    """Median times (ms) of the forward and of forward + backward for each shape
-    ``(b, d, H, W)``, dtype (of ``x``, ``delta``, ``B``, ``C``) and backend
-    (``'triton'``: this op; ``'cuda'``: mamba-ssm's kernel if importable; ``'torch'``),
-    and the peak memory of forward + backward above the inputs (MiB).
+    """Median times (ms, CUDA events: what eager mode spends, host gaps included) of the
+    forward and of forward + backward, the GPU time of forward + backward (kernels only,
+    ``torch.profiler``), and the peak memory of forward + backward above the inputs (MiB),
+    for each shape ``(b, d, H, W)``, dtype (of ``x``, ``delta``, ``B``, ``C``) and backend
+    (``'triton'``: this op; ``'cuda'``: mamba-ssm's kernel if importable; ``'torch'``).
 
     Raises:
         RuntimeError: without a CUDA device.
@@ -137,18 +162,12 @@ def benchmark(shapes: Sequence[Shape] = DEFAULT_SHAPES,
     for shape in shapes:
         for dtype in dtypes:
             for backend in _backends():
-                run: Callable[[Dict[str, Tensor]], Tensor] = (
-                    _triton_path if backend == 'triton' else
-                    (lambda t, name=backend: _model_path(name, t)))
+                run = _triton_path if backend == 'triton' else partial(_model_path, backend)
                 with torch.no_grad():
-                    t = _inputs(shape, dtype, n_state, grad=False)
-                    fwd = _median_ms(lambda: run(t), repeats)
-                t = _inputs(shape, dtype, n_state, grad=True)
-                grad_y = torch.randn(shape, device='cuda')
-
-                def step() -> None:
-                    run(t).backward(grad_y)
-
+                    inputs = _inputs(shape, dtype, n_state, grad=False)
+                    fwd = _median_ms(partial(run, inputs), repeats)
+                inputs = _inputs(shape, dtype, n_state, grad=True)
+                step = partial(_forward_backward, run, inputs, torch.randn(shape, device='cuda'))
                 step()
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
@@ -157,24 +176,26 @@ def benchmark(shapes: Sequence[Shape] = DEFAULT_SHAPES,
                 peak = (torch.cuda.max_memory_allocated() - base) / 2**20
                 rows.append(dict(shape=tuple(shape), dtype=str(dtype).replace('torch.', ''),
                                  backend=backend, fwd_ms=fwd,
-                                 fwd_bwd_ms=_median_ms(step, repeats), peak_mib=peak))
-                del t
+                                 fwd_bwd_ms=_median_ms(step, repeats),
+                                 fwd_bwd_kernel_ms=_kernel_ms(step, repeats), peak_mib=peak))
+                del inputs, step
     return rows
 
 
 def markdown(rows: List[Dict[str, object]]) -> str:
-    """``rows`` of :func:`benchmark` as a markdown table, with each backend's time over
+    """``rows`` of :func:`benchmark` as a markdown table, with each backend's times over
     the Triton op's."""
     base: Dict[Tuple, Dict[str, object]] = {(r['shape'], r['dtype']): r for r in rows
                                             if r['backend'] == 'triton'}
-    lines = ['| b, d, H, W | dtype | backend | fwd ms | fwd+bwd ms | x triton (fwd+bwd) | '
-             'peak MiB |', '|---|---|---|---|---|---|---|']
+    lines = ['| b, d, H, W | dtype | backend | fwd ms | fwd+bwd ms | x triton | '
+             'fwd+bwd GPU ms | x triton | peak MiB |', '|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         ref: Optional[Dict[str, object]] = base.get((r['shape'], r['dtype']))
         ratio = r['fwd_bwd_ms'] / ref['fwd_bwd_ms'] if ref else float('nan')
+        gpu_ratio = r['fwd_bwd_kernel_ms'] / ref['fwd_bwd_kernel_ms'] if ref else float('nan')
         lines.append(f"| {', '.join(map(str, r['shape']))} | {r['dtype']} | {r['backend']} | "
                      f"{r['fwd_ms']:.3f} | {r['fwd_bwd_ms']:.3f} | {ratio:.2f} | "
-                     f"{r['peak_mib']:.1f} |")
+                     f"{r['fwd_bwd_kernel_ms']:.3f} | {gpu_ratio:.2f} | {r['peak_mib']:.1f} |")
     return '\n'.join(lines)
 
 

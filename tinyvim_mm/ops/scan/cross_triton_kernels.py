@@ -67,6 +67,15 @@ def _dt_tile(delta_ptr, base, c, s_dc, row, col, s_dh, s_dw, mask, bias, SOFTPLU
 
 
 @triton.jit
+def _d_sum(D_ptr, c, c_mask, d):
+    """``D_0 + D_1 + D_2 + D_3`` of channels ``c``: the skip term of all 4 directions."""
+    total = tl.load(D_ptr + c, mask=c_mask, other=0.0)
+    for k in tl.static_range(1, 4):
+        total += tl.load(D_ptr + k * d + c, mask=c_mask, other=0.0)
+    return total
+
+
+@triton.jit
 def fwd_chunk_kernel(x_ptr, delta_ptr, B_ptr, A_ptr, D_ptr, bias_ptr, y_ptr, end_ptr, dtsum_ptr,
                      d, L, H, W, n_chunks,
                      s_xb, s_xc, s_xh, s_xw,
@@ -94,9 +103,7 @@ def fwd_chunk_kernel(x_ptr, delta_ptr, B_ptr, A_ptr, D_ptr, bias_ptr, y_ptr, end
     mask = t_mask[:, None] & c_mask[None, :]
     u = _load_tile(x_ptr, b * s_xb, c, s_xc, row, col, s_xh, s_xw, mask)
     if k == 0:
-        d_sum = (tl.load(D_ptr + c, mask=c_mask, other=0.0) + tl.load(D_ptr + d + c, mask=c_mask, other=0.0)
-                 + tl.load(D_ptr + 2 * d + c, mask=c_mask, other=0.0)
-                 + tl.load(D_ptr + 3 * d + c, mask=c_mask, other=0.0))
+        d_sum = _d_sum(D_ptr, c, c_mask, d)
         y_offs = (b * d + c[None, :]) * L + row[:, None] * W + col[:, None]
         tl.store(y_ptr + y_offs, u * d_sum[None, :], mask=mask)
     if STATES:
@@ -148,7 +155,8 @@ def chunk_carry_kernel(end_ptr, dtsum_ptr, A_ptr, carry_ptr, d, n_chunks,
         r_mask = r < n_chunks
         j = (n_chunks - 1 - r) if REVERSE else r
         m3 = r_mask[:, None, None] & cn_mask[None, :, :]
-        e = tl.load(end_ptr + (base + j[:, None, None]) * d * N + cn[None, :, :], mask=m3, other=0.0)
+        e = tl.load(end_ptr + (base + j[:, None, None]) * d * N + cn[None, :, :], mask=m3,
+                    other=0.0)
         dts = tl.load(dtsum_ptr + (base + j[:, None]) * d + c[None, :],
                       mask=r_mask[:, None] & c_mask[None, :], other=0.0)
         a = tl.exp2(dts[:, :, None] * A2[None, :, :])  # 1 on masked rows: identity elements
@@ -241,9 +249,7 @@ def bwd_chunk_kernel(gy_ptr, delta_ptr, C_ptr, A_ptr, D_ptr, bias_ptr, dx_ptr, d
     pix = row * W + col
     g = _load_tile(gy_ptr, b * s_gb, c, s_gc, row, col, s_gh, s_gw, mask & ((k == 0) | STATES))
     if k == 0:
-        d_sum = (tl.load(D_ptr + c, mask=c_mask, other=0.0) + tl.load(D_ptr + d + c, mask=c_mask, other=0.0)
-                 + tl.load(D_ptr + 2 * d + c, mask=c_mask, other=0.0)
-                 + tl.load(D_ptr + 3 * d + c, mask=c_mask, other=0.0))
+        d_sum = _d_sum(D_ptr, c, c_mask, d)
         tl.store(dx_ptr + (b * d + c[None, :]) * L + pix[:, None], g * d_sum[None, :], mask=mask)
     if pid_c == 0:
         zero = tl.zeros((BLOCK_T, BLOCK_N), dtype=tl.float32)
@@ -327,8 +333,9 @@ def bwd_scan_kernel(x_ptr, delta_ptr, B_ptr, C_ptr, A_ptr, bias_ptr, gy_ptr, car
     if CARRY:
         chunk = pid_bk.to(tl.int64) * n_chunks + pid_t
         cn_offs = (chunk * d + c[:, None]) * N + n[None, :]
-        h0 = a * tl.load(carry_ptr + cn_offs, mask=cn_mask, other=0.0)[None, :, :]  # a_t h_{t-1}, row 0
-        g_right = tl.load(dcarry_ptr + cn_offs, mask=cn_mask, other=0.0)  # a_{t+1} g_{t+1}, last row
+        # a_t h_{t-1} of the first row; a_{t+1} g_{t+1} flowing into the last row
+        h0 = a * tl.load(carry_ptr + cn_offs, mask=cn_mask, other=0.0)[None, :, :]
+        g_right = tl.load(dcarry_ptr + cn_offs, mask=cn_mask, other=0.0)
         last = tl.minimum(L - pid_t * BLOCK_T, BLOCK_T) - 1
         _, h = tl.associative_scan((a, tl.where(first, xw + h0, xw)), 0, _combine)
         cg_in = tl.where(i[:, None, None] == last, cg + g_right[None, :, :], cg)
