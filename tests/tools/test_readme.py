@@ -1,14 +1,15 @@
-"""The README's commands, paths and links point at things that exist.
+"""The commands, paths and links of the README and of ``docs/*.md`` point at things that
+exist (what users copy must run).
 
 * every fenced ``bash`` block is parsed into simple commands; ``python tools/X.py``,
   ``bash tools/X.sh``, ``tools/X.sh``, ``python -m tinyvim_mm....`` and ``mim ...`` must
   name existing scripts / modules / configs, and every ``python tools/X.py`` answers
   ``--help`` (each script run once, a few in parallel);
-* every ``configs/...py`` path anywhere in the README (``{s,b,l}`` brace sets expanded)
-  and every ``tinyvim_mm::NAME.py`` of a code block exists;
+* every ``configs/...py`` path (``{s,b,l}`` brace sets expanded) and every
+  ``tinyvim_mm::NAME.py`` of a code block exists;
 * every relative link / image exists (and ``#anchors`` match a heading);
-* the model-zoo tables' config column names existing configs, and the paper's top-1
-  agrees with ``configs/metafile.yml``.
+* the README's model-zoo tables are those its single source, the metafiles, give
+  (``tools/misc/model_zoo.py``).
 
 The checkers take the README text as an argument; ``test_checkers_catch_*`` feed them
 broken snippets to show that the tests fail when a script, config or link is missing.
@@ -24,8 +25,9 @@ from typing import Dict, Iterator, List, Set, Tuple
 
 import pytest
 
-from conftest import REPO  # noqa: E402
+from conftest import REPO, load_module  # noqa: E402
 README = REPO / 'README.md'
+PAGES = [README] + sorted((REPO / 'docs').glob('*.md'))
 HELP_TIMEOUT = 120
 MIM_SUBCOMMANDS = {'search', 'train', 'test', 'run', 'gridsearch', 'install', 'uninstall',
                    'download', 'list'}
@@ -34,6 +36,11 @@ OPERATORS = {'&&', '||', ';', '|', '(', ')', '&', ';;'}
 
 def readme_text() -> str:
     return README.read_text(encoding='utf-8')
+
+
+def all_pages_text() -> str:
+    """README.md and docs/*.md, one after the other."""
+    return '\n'.join(page.read_text(encoding='utf-8') for page in PAGES)
 
 
 # ---------------------------------------------------------------------------------------
@@ -241,23 +248,21 @@ def zoo_config_entries(text: str) -> List[Tuple[List[str], List[str]]]:
 
 
 # ---------------------------------------------------------------------------------------
-# The README as it is
+# The README and docs as they are
 
 
 def test_bash_commands_name_existing_files():
-    problems, scripts = check_commands(readme_text())
+    problems, scripts = check_commands(all_pages_text())
     assert not problems, '\n'.join(problems)
-    # the README documents the tools: at least these must appear in its bash blocks
-    for script in ('tools/train.py', 'tools/test.py', 'tools/convert_official.py',
-                   'tools/get_flops.py', 'tools/benchmark.py', 'tools/benchmark_scan.py',
-                   'tools/demo.py', 'tools/visualize_spectrum.py', 'tools/export_onnx.py'):
-        assert script in scripts, f'README bash blocks never run {script}'
+    for script in ('tools/train.py', 'tools/test.py', 'tools/get_flops.py',
+                   'tools/benchmark.py', 'tools/demo.py', 'tools/export_onnx.py'):
+        assert script in scripts, f'no bash block of the README or docs runs {script}'
 
 
 @pytest.fixture(scope='module')
 def help_results() -> Dict[str, subprocess.CompletedProcess]:
-    """``python SCRIPT --help`` of every script the README runs, each once, 3 at a time."""
-    _, scripts = check_commands(readme_text())
+    """``python SCRIPT --help`` of every script the pages run, each once, 3 at a time."""
+    _, scripts = check_commands(all_pages_text())
     env = dict(os.environ, MPLBACKEND='Agg', CUDA_VISIBLE_DEVICES='',
                PYTHONPATH=os.pathsep.join([str(REPO)] + [p for p in [
                    os.environ.get('PYTHONPATH')] if p]))
@@ -272,7 +277,7 @@ def help_results() -> Dict[str, subprocess.CompletedProcess]:
 
 
 def test_python_tools_answer_help(help_results):
-    assert help_results, 'no python tools/*.py command in the README'
+    assert help_results, 'no python tools/*.py command in the README or docs'
     failed = {s: (r.returncode, (r.stderr or r.stdout)[-800:])
               for s, r in help_results.items()
               if r.returncode != 0 or 'usage' not in r.stdout.lower()}
@@ -280,51 +285,28 @@ def test_python_tools_answer_help(help_results):
 
 
 def test_every_config_path_exists():
-    text = readme_text()
+    text = all_pages_text()
     paths = set(config_paths(text) + bare_config_names(text) + tinyvim_base_names(text))
     missing = sorted(p for p in paths if not (REPO / p).is_file())
     assert not missing, missing
-    # the newcomer's guide names every config of configs/ at least once
-    unmentioned = sorted({f'configs/{c.name}' for c in (REPO / 'configs').glob('*.py')} - paths)
-    assert not unmentioned, f'configs the README never mentions: {unmentioned}'
 
 
-def test_links_and_images_exist():
-    text = readme_text()
-    assert '](docs/figures/architecture.png)' in text, 'the architecture figure is not shown'
-    problems = check_links(text)
+@pytest.mark.parametrize('page', PAGES, ids=[p.name for p in PAGES])
+def test_links_and_images_exist(page):
+    problems = check_links(page.read_text(encoding='utf-8'), base=page.parent)
     assert not problems, '\n'.join(problems)
 
 
-def test_model_zoo_tables():
-    text = readme_text()
-    entries = zoo_config_entries(text)
-    assert len(markdown_tables(section(text, 'model zoo'))) >= 3  # cls, det, seg
-    missing = [p for _, paths in entries for p in paths if not (REPO / p).is_file()]
-    assert not missing, missing
-    for row, paths in entries:
-        assert paths, f'model-zoo row without a config: {row}'
-    # the paper's top-1 as in configs/metafile.yml (the numbers mim search shows)
-    yaml = pytest.importorskip('yaml')
-    meta = yaml.safe_load((REPO / 'configs' / 'metafile.yml').read_text())
-    top1 = {m['Config']: r['Metrics']['Top 1 Accuracy']
-            for m in meta['Models'] for r in m.get('Results', [])
-            if 'Top 1 Accuracy' in r.get('Metrics', {})}
-    checked = 0
-    for row, paths in entries:
-        for path in paths:
-            if path in top1:
-                assert f'{top1[path]:g}' in row, f'{path}: paper top-1 {top1[path]} not in {row}'
-                checked += 1
-    assert checked == len(top1), f'metafile top-1 of {sorted(top1)} not all in the zoo'
+def test_readme_shows_the_architecture_figure():
+    assert '](docs/figures/architecture.png)' in readme_text()
 
 
-def test_placeholders_for_measurements():
-    text = readme_text()
-    for marker in ('<!-- quickstart-summary -->', '<!-- toy-cls -->',
-                   '<!-- benchmark-table -->', '<!-- scan-table -->'):
-        assert marker in text, f'{marker} missing'
-    assert 'placeholder:' not in text, 'a section is still a placeholder'
+def test_model_zoo_tables_come_from_the_metafiles():
+    zoo = load_module(REPO / 'tools' / 'misc' / 'model_zoo.py', 'model_zoo')
+    assert section(readme_text(), 'model zoo').strip().startswith(zoo.tables().strip()), \
+        'README model zoo differs from `python tools/misc/model_zoo.py`'
+    for _, paths in zoo_config_entries(readme_text()):
+        assert paths and all((REPO / p).is_file() for p in paths)
 
 
 # ---------------------------------------------------------------------------------------
