@@ -64,5 +64,5 @@ train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 env_cfg = dict(cudnn_benchmark=False)
 default_hooks = dict(
     logger=dict(interval=50),
-    checkpoint=dict(interval=max_iters, max_keep_ckpts=1))
+    checkpoint=dict(interval=max_iters))
 randomness = dict(seed=0)

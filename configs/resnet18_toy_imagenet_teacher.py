@@ -1,6 +1,6 @@
-# The distillation teacher of tinyvim_s_toy_imagenet.py: timm's resnet18 trained from
-# scratch on the same toy data, pipelines and schedule (64x64), AdamW + cosine,
-# no EMA.
+# The distillation teacher of tinyvim_s_toy_imagenet_distill.py: timm's resnet18
+# trained from scratch on the same toy data with the same pipelines and schedule
+# (64x64, 40 epochs), AdamW + cosine, no EMA.
 #   python tools/train.py configs/resnet18_toy_imagenet_teacher.py
 # writes work_dirs/resnet18_toy_imagenet_teacher/epoch_40.pth, the student's default
 # model.teacher_checkpoint (DistillImageClassifier loads this mmpretrain checkpoint).

@@ -1,305 +1,111 @@
-"""TinyViM quickstart: toy data, three short CPU trainings, metrics, pictures.
+"""TinyViM quickstart: toy data, short CPU trainings of the toy recipes, metrics, pictures.
 
-Generates the toy ImageNet / COCO / ADE20K sets, trains TinyViM-S image
-classification (mmpretrain), Mask R-CNN (mmdet) and Semantic FPN (mmseg) from
-scratch for a short schedule on CPU through ``mmengine.runner.Runner``, tests
-each with its toolbox's metric (top-1, COCO bbox/segm mAP, mIoU), draws one
-prediction picture per task (``tools/demo.py``) and the feature spectra of the
-trained classifier (``tools/visualize_spectrum.py``), and prints a summary
-table. Everything lands in ``--work-dir`` (default ``work_dirs/quickstart``):
-one work dir per task, ``summary.json``, ``summary.md`` and the PNGs.
-
-The tasks run in ``--jobs`` parallel lanes of single-task worker processes
-(default: 2 lanes on 2 cores, ``det`` | ``cls`` then ``seg``), each with
-``--threads`` torch threads: on a small or shared CPU, one thread per process
-beats two threads fighting over two cores.
+Generates the toy ImageNet / COCO / ADE20K sets, then per task runs the README's
+commands on the shipped toy config (``configs/*toy*.py``, the recipe), each in its own
+process: ``tools/train.py CONFIG --cfg-options ...`` (TinyViM-S classification, Mask
+R-CNN, Semantic FPN, from scratch), ``tools/test.py CONFIG CHECKPOINT`` (top-1, COCO
+bbox/segm mAP, mIoU) and the pictures (:func:`tinyvim_mm.apis.draw`,
+:func:`tinyvim_mm.analysis.spectrum.plot_spectra`). The options change only schedule,
+batch, loaders, logging and paths, never model or pipelines: each checkpoint fits its toy
+config as it is, and the config the runner dumps into the task's work dir repeats the
+run. Outputs in ``--work-dir``: a work dir per task, ``summary.{json,md}``, the PNGs.
+Tasks run in ``--jobs`` lanes (2 on 2 cores: det | seg, cls), ``--threads`` torch
+threads per process (one thread per process beats two fighting over two cores).
 
 Usage::
 
     python tools/quickstart.py                 # ~5 min on 2 CPU cores
-    python tools/quickstart.py --smoke         # tiny data, 2 iterations each
+    python tools/quickstart.py --smoke         # tiny data, a few iterations each
     python tools/quickstart.py --tasks cls seg --work-dir work_dirs/qs
-
-Each task's settings are the toy config (``configs/*_toy_*.py``) plus the
-overrides of :func:`task_overrides`; the runner dumps the merged config into
-the task's work dir, so ``python tools/train.py work_dirs/quickstart/cls/<cfg>.py``
-repeats a run.
 """
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Dict, List, Optional
 
 REPO = Path(__file__).resolve().parents[1]
-TOOLS = Path(__file__).resolve().parent
-TASKS = ('cls', 'det', 'seg')
-CONFIGS = {
-    'cls': 'configs/tinyvim_s_toy_imagenet.py',
-    'det': 'configs/mask_rcnn_tinyvim_s_toy_coco.py',
-    'seg': 'configs/fpn_tinyvim_s_toy_ade.py',
+# Per task: toy config, title, toy set, metrics (label, key, "it learns" in the full
+# run) and the short CPU runs, (full, smoke): (length in epochs (seg: iterations), batch,
+# warm-up in epochs (det, seg: iterations), log interval).
+TASKS = {
+    'cls': dict(config='configs/tinyvim_s_toy_imagenet.py', data='imagenet',
+                title='Classification, TinyViM-S (mmpretrain), toy ImageNet',
+                metrics=[('top-1 (%)', 'accuracy/top1', 40.0)],  # chance: 10 %
+                runs=((12, 32, 1, 10), (2, 20, 1, 1))),
+    'det': dict(config='configs/mask_rcnn_tinyvim_s_toy_coco.py', data='coco',
+                title='Mask R-CNN TinyViM-S (mmdet), toy COCO',
+                metrics=[('bbox mAP', 'coco/bbox_mAP', 0.1), ('segm mAP', 'coco/segm_mAP', 0.1)],
+                runs=((2, 4, 25, 10), (1, 2, 2, 1))),
+    'seg': dict(config='configs/fpn_tinyvim_s_toy_ade.py', data='ade',
+                title='Semantic FPN TinyViM-S (mmseg), toy ADE20K',
+                metrics=[('mIoU (%)', 'mIoU', 30.0)], runs=((160, 4, 16, 20), (2, 2, 1, 1))),
 }
-TITLES = {
-    'cls': 'Classification, TinyViM-S (mmpretrain), toy ImageNet',
-    'det': 'Mask R-CNN TinyViM-S (mmdet), toy COCO',
-    'seg': 'Semantic FPN TinyViM-S (mmseg), toy ADE20K',
-}
-# (summary label, key in the metrics dict the toolbox returns)
-METRICS = {
-    'cls': [('top-1 (%)', 'accuracy/top1')],
-    'det': [('bbox mAP', 'coco/bbox_mAP'), ('segm mAP', 'coco/segm_mAP')],
-    'seg': [('mIoU (%)', 'mIoU')],
-}
-DATA_DIRS = {'cls': 'imagenet', 'det': 'coco', 'seg': 'ade'}
-# What "it learns" means on the toy sets (full mode; chance is 10 % top-1).
-TARGETS = {'accuracy/top1': 40.0, 'coco/bbox_mAP': 0.1, 'coco/segm_mAP': 0.1, 'mIoU': 30.0}
 
 
 def banner(text: str) -> None:
     """Print a stage banner."""
-    line = '=' * 78
-    print(f'\n{line}\n[quickstart] {text}\n{line}', flush=True)
+    print(f'\n{"=" * 78}\n[quickstart] {text}\n{"=" * 78}', flush=True)
 
 
-# ---------------------------------------------------------------------------------------
-# Task configs: the toy config + short-CPU-schedule overrides
-
-
-def task_overrides(task: str, data_root: str, work_dir: str, smoke: bool) -> Dict[str, Any]:
-    """``--cfg-options``-style overrides (dotted keys) turning the toy config of
-    ``task`` into the quickstart's short CPU run; a pipeline step is addressed
-    by its type (``train_dataloader.dataset.pipeline.Resize.scale``)."""
-    common: Dict[str, Any] = {  # train_cfg.val_begin > the run: evaluated once, after
-        'work_dir': work_dir,
-        'randomness': dict(seed=0),
-        'default_hooks.logger.interval': 1 if smoke else 10,
-        'log_processor.window_size': 1 if smoke else 10,
-        'env_cfg.cudnn_benchmark': False,
-    }
-    loader = dict(num_workers=0, persistent_workers=False)
-    if task == 'cls':
-        img, epochs, batch = (32, 1, 8) if smoke else (64, 12, 32)
-        classes = f'{data_root}/meta/classes.txt'
-        train_pipeline = [
-            dict(type='LoadImageFromFile'),
-            dict(type='RandomResizedCrop', scale=img, crop_ratio_range=(0.4, 1.0),
-                 backend='pillow', interpolation='bicubic'),
-            dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-            dict(type='PackInputs'),
-        ]
-        test_pipeline = [
-            dict(type='LoadImageFromFile'),
-            dict(type='ResizeEdge', scale=img, edge='short', backend='pillow',
-                 interpolation='bicubic'),
-            dict(type='CenterCrop', crop_size=img),
-            dict(type='PackInputs'),
-        ]
-        val_loader = dict(
-            batch_size=50, **loader,
-            dataset=dict(data_root=data_root, classes=classes, pipeline=test_pipeline))
-        iters = epochs * -(-(10 * (4 if smoke else 40)) // batch)
-        return {
-            **common,
-            # no teacher, no Mixup/CutMix: a short schedule learns faster without them
-            'model.teacher': None,
-            'model.teacher_checkpoint': None,
-            'model.train_cfg': None,
-            'train_dataloader': dict(
-                batch_size=batch, **loader,
-                dataset=dict(data_root=data_root, classes=classes, pipeline=train_pipeline)),
-            'val_dataloader': val_loader,
-            'test_dataloader': val_loader,
-            'optim_wrapper.optimizer.lr': 2e-3,
-            'param_scheduler': [
-                dict(type='LinearLR', start_factor=0.01, by_epoch=True, begin=0, end=1,
-                     convert_to_iter_based=True),
-                dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=1,
-                     end=max(epochs, 2), convert_to_iter_based=True),
-            ],
-            'train_cfg': dict(by_epoch=True, max_epochs=epochs, val_begin=epochs + 1),
-            # EMA over ~10 % of the run (validation and checkpoint use it)
-            'custom_hooks': [dict(type='EMAHook', momentum=min(0.5, 10 / iters),
-                                  update_buffers=True, priority='ABOVE_NORMAL')],
-            'default_hooks.checkpoint': dict(type='CheckpointHook', interval=epochs,
-                                             max_keep_ckpts=1, save_best=None),
-        }
+def data_options(task: str, data_root: str) -> List[str]:
+    """``--cfg-options``: the toy set of ``task`` under ``data_root``, no data workers."""
+    root = f'{data_root}/{TASKS[task]["data"]}' + ('/' if task == 'det' else '')
+    options = [f'{split}_dataloader.{key}' for split in ('train', 'val', 'test') for key in (
+        f'dataset.data_root={root}', 'num_workers=0', 'persistent_workers=False')]
     if task == 'det':
-        # CPU-sized Mask R-CNN: FPN and heads at 128 channels (256 in the toy config),
-        # 64 sampled RoIs per image, at most 20 detections per image (<= 5 objects).
-        scale, epochs, batch = ((128, 96), 1, 2) if smoke else ((256, 224), 2, 4)
-        width = 128
-        root = data_root + '/'
-        ann = root + 'annotations/instances_val2017.json'
-        return {
-            **common,
-            'model.neck.out_channels': width,
-            'model.rpn_head.in_channels': width,
-            'model.rpn_head.feat_channels': width,
-            'model.roi_head.bbox_roi_extractor.out_channels': width,
-            'model.roi_head.bbox_head.in_channels': width,
-            'model.roi_head.mask_roi_extractor.out_channels': width,
-            'model.roi_head.mask_head.in_channels': width,
-            'model.roi_head.mask_head.conv_out_channels': width,
-            'model.train_cfg.rpn_proposal.max_per_img': 150,
-            'model.train_cfg.rcnn.sampler.num': 64,
-            'model.test_cfg.rpn.max_per_img': 100,
-            'model.test_cfg.rcnn.max_per_img': 20,
-            'train_dataloader.batch_size': batch,
-            'train_dataloader.dataset.data_root': root,
-            'val_dataloader.dataset.data_root': root,
-            'test_dataloader.dataset.data_root': root,
-            **{f'{split}_dataloader.{k}': v for split in ('train', 'val', 'test')
-               for k, v in loader.items()},
-            'train_dataloader.dataset.pipeline.Resize.scale': scale,
-            'val_dataloader.dataset.pipeline.Resize.scale': scale,
-            'test_dataloader.dataset.pipeline.Resize.scale': scale,
-            'val_evaluator.ann_file': ann,
-            'test_evaluator.ann_file': ann,
-            'optim_wrapper.optimizer.lr': 1e-3,
-            'param_scheduler': [
-                dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
-                     end=2 if smoke else 25),
-                dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=0,
-                     end=epochs, convert_to_iter_based=True),
-            ],
-            'train_cfg': dict(max_epochs=epochs, val_begin=epochs + 1),
-            'default_hooks.checkpoint': dict(type='CheckpointHook', interval=epochs,
-                                             max_keep_ckpts=1),
-        }
-    if task == 'seg':
-        crop, iters, batch = (64, 2, 2) if smoke else (128, 160, 4)
-        scale = (4 * crop, crop)
-        return {
-            **common,
-            'model.data_preprocessor.size': (crop, crop),
-            'train_dataloader.batch_size': batch,
-            **{f'{split}_dataloader.{k}': v for split in ('train', 'val', 'test')
-               for k, v in loader.items()},
-            'train_dataloader.dataset.data_root': data_root,
-            'val_dataloader.dataset.data_root': data_root,
-            'test_dataloader.dataset.data_root': data_root,
-            'train_dataloader.dataset.pipeline.RandomResize.scale': scale,
-            'train_dataloader.dataset.pipeline.RandomCrop.crop_size': (crop, crop),
-            'val_dataloader.dataset.pipeline.Resize.scale': scale,
-            'test_dataloader.dataset.pipeline.Resize.scale': scale,
-            'param_scheduler': [
-                dict(type='LinearLR', start_factor=1e-3, begin=0, end=max(iters // 10, 1),
-                     by_epoch=False),
-                dict(type='PolyLR', power=0.9, eta_min=1e-6, begin=max(iters // 10, 1),
-                     end=iters, by_epoch=False),
-            ],
-            'train_cfg': dict(type='IterBasedTrainLoop', max_iters=iters, val_begin=iters + 1),
-            'default_hooks.logger.interval': 1 if smoke else 20,
-            'default_hooks.checkpoint': dict(type='CheckpointHook', by_epoch=False,
-                                             interval=iters, max_keep_ckpts=1),
-        }
-    raise ValueError(f'unknown task {task!r}; choose from {TASKS}')
+        options += [f'{split}_evaluator.ann_file={root}annotations/instances_val2017.json'
+                    for split in ('val', 'test')]
+    return options
 
 
-def _resolve_pipeline_keys(cfg: Any, overrides: Dict[str, Any]) -> Dict[str, Any]:
-    """Replace ``...pipeline.<StepType>...`` in the keys by the step's index."""
-    resolved = {}
-    for key, value in overrides.items():
-        head, sep, tail = key.partition('.pipeline.')
-        if sep and not tail.split('.')[0].isdigit():
-            step_type, _, rest = tail.partition('.')
-            pipeline = cfg
-            for part in f'{head}.pipeline'.split('.'):
-                pipeline = pipeline[part]
-            index = [step['type'] for step in pipeline].index(step_type)
-            key = f'{head}.pipeline.{index}.{rest}'
-        resolved[key] = value
-    return resolved
+def train_options(task: str, data_root: str, smoke: bool) -> List[str]:
+    """``--cfg-options`` of the short CPU run of ``task``: schedule, batch, loaders,
+    logging, paths; no validation while training (``tools/test.py`` tests)."""
+    length, batch, warmup, log = TASKS[task]['runs'][smoke]
+    unit = 'iters' if task == 'seg' else 'epochs'
+    return data_options(task, data_root) + [
+        f'train_dataloader.batch_size={batch}', f'train_cfg.max_{unit}={length}',
+        f'train_cfg.val_begin={length + 1}', f'param_scheduler.0.end={warmup}',
+        # det: warm-up and cosine both start at 0; cls, seg: the decay follows the warm-up
+        f'param_scheduler.1.begin={0 if task == "det" else warmup}',
+        f'param_scheduler.1.end={length}', f'default_hooks.logger.interval={log}',
+        f'log_processor.window_size={log}']
 
 
-def build_config(task: str, data_root: str, work_dir: str, smoke: bool) -> Any:
-    """The toy config of ``task`` with :func:`task_overrides` merged in."""
-    from mmengine.config import Config
-    cfg = Config.fromfile(str(REPO / CONFIGS[task]))
-    overrides = task_overrides(task, data_root, work_dir, smoke)
-    cfg.merge_from_dict(_resolve_pipeline_keys(cfg, overrides), allow_list_keys=True)
-    return cfg
-
-
-# ---------------------------------------------------------------------------------------
-# One task, in a worker process: train, test, draw
-
-
-def _last_checkpoint(work_dir: str) -> str:
-    return (Path(work_dir) / 'last_checkpoint').read_text().strip()
-
-
-def _demo_image(task: str, data_root: str) -> str:
-    """A validation image to draw predictions on."""
-    if task == 'cls':  # the first 'star' of the toy ImageNet val split
-        classes = (Path(data_root) / 'meta' / 'classes.txt').read_text().split()
-        for line in (Path(data_root) / 'meta' / 'val.txt').read_text().splitlines():
-            name, label = line.split()
-            if classes[int(label)] == 'star':
-                return f'{data_root}/val/{name}'
-    folder = {'det': 'val2017', 'seg': 'images/validation'}.get(task, 'val')
-    return str(sorted((Path(data_root) / folder).glob('*.jpg'))[0])
-
-
-def run_task(task: str, data_root: str, out_dir: str, smoke: bool, threads: int) -> dict:
-    """Train ``task``, test the saved checkpoint in a fresh runner (as
-    ``tools/test.py`` does) with the toolbox's metric, save its prediction
-    picture (and, for ``cls``, the spectrum figure); the result is also written
-    to ``<out_dir>/<task>/result.json``."""
-    import resource
-
-    import torch
-    torch.set_num_threads(threads)
-    from mmengine.runner import Runner
-
-    sys.path.insert(0, str(TOOLS))
-    import demo
-    import visualize_spectrum
-
-    work_dir = os.path.join(out_dir, task)
-    cfg = build_config(task, data_root, work_dir, smoke)
-    tic = time.perf_counter()
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    train_s = time.perf_counter() - tic
-    del runner
-    ckpt = _last_checkpoint(work_dir)
-    config = os.path.join(work_dir, Path(CONFIGS[task]).name)  # dumped by the runner
-
-    tic = time.perf_counter()
-    cfg.load_from = ckpt
-    cfg.experiment_name = f'{task}_test'
-    metrics = Runner.from_cfg(cfg).test()
-    test_s = time.perf_counter() - tic
-
-    image = _demo_image(task, data_root)
-    pictures = [os.path.join(out_dir, f'demo_{task}.png')]
-    demo.draw(image, config, ckpt, pictures[0])
+def demo_image(task: str, data_root: str) -> str:
+    """A validation image of the toy set of ``task`` (cls: the first star)."""
+    root = Path(data_root, TASKS[task]['data'])
     if task == 'cls':
-        pictures.append(os.path.join(out_dir, 'spectrum_cls.png'))
-        visualize_spectrum.plot_spectra(image, pictures[1], config=config, checkpoint=ckpt)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    result = dict(task=task, title=TITLES[task], config=CONFIGS[task],
-                  metrics={k: float(v) for k, v in metrics.items()},
-                  train_s=round(train_s, 1), test_s=round(test_s, 1),
-                  cpu_s=round(usage.ru_utime + usage.ru_stime, 1),
-                  checkpoint=ckpt, pictures=pictures)
-    Path(work_dir, 'result.json').write_text(json.dumps(result, indent=2))
-    return result
+        classes = (root / 'meta' / 'classes.txt').read_text().split()
+        for name, label in map(str.split, (root / 'meta' / 'val.txt').read_text().splitlines()):
+            if classes[int(label)] == 'star':
+                return str(root / 'val' / name)
+    folder = 'val2017' if task == 'det' else 'images/validation'
+    return str(sorted((root / folder).glob('*.jpg'))[0])
 
 
-# ---------------------------------------------------------------------------------------
-# The driver: data, lanes of worker processes, summary
+def draw_pictures(task: str, data_root: str, out_dir: str) -> List[str]:
+    """The prediction picture of the checkpoint of ``task`` (``cls``: and the spectra)."""
+    from tinyvim_mm.analysis.spectrum import plot_spectra
+    from tinyvim_mm.apis import draw
+    checkpoint = Path(out_dir, task, 'last_checkpoint').read_text().strip()
+    image, pictures = demo_image(task, data_root), [f'{out_dir}/demo_{task}.png']
+    draw(image, TASKS[task]['config'], checkpoint, pictures[0])
+    if task == 'cls':
+        pictures.append(f'{out_dir}/spectrum_cls.png')
+        plot_spectra(image, pictures[1], config=TASKS[task]['config'], checkpoint=checkpoint)
+    return pictures
 
 
 def plan_lanes(tasks: List[str], jobs: int) -> List[List[str]]:
-    """Split ``tasks`` into ``jobs`` sequential lanes, the slowest (det) alone
-    when possible."""
-    order = sorted(tasks, key=lambda t: t != 'det')
+    """``tasks`` in ``jobs`` sequential lanes, the slowest (det) alone if possible."""
+    order = sorted(tasks, key=lambda t: ('det', 'seg', 'cls').index(t))
     jobs = max(1, min(jobs, len(order)))
     lanes = [[task] for task in order[:jobs]]
     lanes[-1] += order[jobs:]
@@ -307,13 +113,11 @@ def plan_lanes(tasks: List[str], jobs: int) -> List[List[str]]:
 
 
 class ConsoleFilter:
-    """Keeps the console readable: hides the config dump, the per-parameter
-    optimizer settings and known deprecation warnings (``console.log`` in the
-    task's work dir keeps everything)."""
+    """Hides the config dump, the per-parameter optimizer settings and known deprecation
+    warnings from the console (``console.log`` in the task's work dir keeps all)."""
 
     HIDDEN = ('paramwise_options --', 'pkg_resources', '_bootstrap._exec(')
-    # mmengine log lines that open a multi-line block: config, environment, hooks
-    BLOCKS = ('INFO - Config:', 'INFO -', 'in the following order:')
+    BLOCKS = ('INFO - Config:', 'INFO -', 'in the following order:')  # multi-line blocks
 
     def __init__(self) -> None:
         self.in_block = False
@@ -325,67 +129,80 @@ class ConsoleFilter:
         return not self.in_block and not any(h in line for h in self.HIDDEN)
 
 
-def _run_lane(lane: List[str], args: argparse.Namespace, results: Dict[str, dict]) -> None:
-    """Run the tasks of one lane one after the other, each in a worker process
-    whose output is echoed with a ``[task]`` prefix."""
+def run_step(task: str, cmd: List[str], args: argparse.Namespace, record: dict) -> None:
+    """``python CMD`` in the repository, its output in the task's ``console.log`` and,
+    filtered, on the console; adds the command and its CPU time to ``record``."""
+    record['commands'].append('python ' + shlex.join(cmd))
+    print(f'[{task}] $ {record["commands"][-1]}', flush=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
                MKL_NUM_THREADS=str(args.threads), PYTHONUNBUFFERED='1')
+    proc = subprocess.Popen([sys.executable, *cmd], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=1)
+    quiet = ConsoleFilter()
+    with open(Path(args.work_dir, task, 'console.log'), 'a') as log:
+        for line in proc.stdout:
+            log.write(line)
+            if quiet.show(line):
+                print(f'[{task}] {line}', end='', flush=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    record['cpu_s'] = round(record['cpu_s'] + usage.ru_utime + usage.ru_stime, 1)
+    if proc.returncode:
+        raise RuntimeError(f'exit status {proc.returncode}: {record["commands"][-1]}')
+
+
+def run_task(task: str, args: argparse.Namespace) -> dict:
+    """Train, test (the metrics ``tools/test.py`` writes), draw: the task's result."""
+    spec, work_dir = TASKS[task], Path(args.work_dir, task)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    (work_dir / 'console.log').unlink(missing_ok=True)
+    res = dict(task=task, title=spec['title'], config=spec['config'], commands=[], cpu_s=0.0)
+    tic = time.perf_counter()
+    run_step(task, ['tools/train.py', spec['config'], '--work-dir', str(work_dir),
+                    '--cfg-options', *train_options(task, args.data_root, args.smoke)],
+             args, res)
+    res['train_s'], tic = round(time.perf_counter() - tic, 1), time.perf_counter()
+    res['checkpoint'] = (work_dir / 'last_checkpoint').read_text().strip()
+    run_step(task, ['tools/test.py', spec['config'], res['checkpoint'], '--work-dir',
+                    str(work_dir / 'test'), '--cfg-options',
+                    *data_options(task, args.data_root)], args, res)
+    res['test_s'] = round(time.perf_counter() - tic, 1)
+    metrics = json.loads(sorted((work_dir / 'test').glob('*/*.json'))[-1].read_text())
+    res['metrics'] = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+    run_step(task, [__file__, '--draw', task, '--data-root', args.data_root,
+                    '--work-dir', args.work_dir], args, res)
+    res['pictures'] = json.loads((work_dir / 'pictures.json').read_text())
+    return res
+
+
+def run_lane(lane: List[str], args: argparse.Namespace, results: Dict[str, dict]) -> None:
+    """Run the tasks of one lane one after the other."""
     for task in lane:
-        print(f'[quickstart] >>> {TITLES[task]}: training starts', flush=True)
-        Path(args.work_dir, task).mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, str(Path(__file__).resolve()), '--worker', task,
-               '--data-root', args.data_root, '--work-dir', args.work_dir,
-               '--threads', str(args.threads)] + (['--smoke'] if args.smoke else [])
-        result_file = Path(args.work_dir, task, 'result.json')
-        result_file.unlink(missing_ok=True)
+        print(f'[quickstart] >>> {TASKS[task]["title"]}', flush=True)
         tic = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, bufsize=1)
-        assert proc.stdout is not None
-        with open(Path(args.work_dir, task, 'console.log'), 'w') as log:
-            quiet = ConsoleFilter()
-            for line in proc.stdout:
-                log.write(line)
-                if quiet.show(line):
-                    print(f'[{task}] {line}', end='', flush=True)
-        proc.wait()
-        elapsed = time.perf_counter() - tic
-        if proc.returncode == 0 and result_file.is_file():
-            results[task] = dict(json.loads(result_file.read_text()), time_s=round(elapsed, 1))
-            print(f'[quickstart] <<< {task} done in {elapsed:.0f} s', flush=True)
-        else:
-            results[task] = dict(task=task, title=TITLES[task], config=CONFIGS[task],
-                                 error=f'exit status {proc.returncode}',
-                                 time_s=round(elapsed, 1))
-            print(f'[quickstart] <<< {task} FAILED (exit status {proc.returncode}) '
-                  f'after {elapsed:.0f} s', flush=True)
+        try:
+            results[task] = run_task(task, args)
+            print(f'[quickstart] <<< {task} done in {time.perf_counter() - tic:.0f} s', flush=True)
+        except Exception as err:  # reported in the summary; the other tasks go on
+            results[task] = dict(task=task, title=TASKS[task]['title'], error=str(err))
+            print(f'[quickstart] <<< {task} FAILED: {err}', flush=True)
+        results[task]['time_s'] = round(time.perf_counter() - tic, 1)
 
 
-def summary_rows(results: Dict[str, dict], smoke: bool) -> List[List[str]]:
-    """``[task, metric, value, it learns if, time]`` rows of the summary table;
-    the time is the task's wall time (and its CPU time)."""
-    rows = []
-    for task in TASKS:
-        if task not in results:
-            continue
+def summary_table(results: Dict[str, dict], smoke: bool, total_s: float) -> str:
+    """The summary as a Markdown table: per metric the value, the "it learns" threshold
+    and the task's wall time (and the CPU time of its processes); then the total."""
+    lines = ['| task | metric | value | it learns if | time |', '|---|---|---|---|---|']
+    for task in (t for t in TASKS if t in results):
         res = results[task]
         took = f"{res['time_s']:.0f} s" + (f" (CPU {res['cpu_s']:.0f} s)" if 'cpu_s' in res else '')
-        for label, key in METRICS[task]:
+        for label, key, target in TASKS[task]['metrics']:
             value = res.get('metrics', {}).get(key)
-            text = 'FAILED' if value is None else f'{value:.3f}' if key.startswith('coco') \
-                else f'{value:.1f}'
-            target = 'n/a (smoke)' if smoke else f'≥ {TARGETS[key]:g}'
+            text = 'FAILED' if value is None else f'{value:.{3 if "coco" in key else 1}f}'
             if value is not None and not smoke:
-                text += ' ✓' if value >= TARGETS[key] else ' ✗'
-            rows.append([res['title'], label, text, target, took])
-    return rows
-
-
-def markdown_table(rows: List[List[str]], total_s: float) -> str:
-    """The summary as a Markdown table (the last row: the total wall time)."""
-    head = ['task', 'metric', 'value', 'it learns if', 'time']
-    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-    lines += ['| ' + ' | '.join(row) + ' |' for row in rows]
+                text += ' ✓' if value >= target else ' ✗'
+            wanted = 'n/a (smoke)' if smoke else f'≥ {target:g}'
+            lines.append(f'| {res["title"]} | {label} | {text} | {wanted} | {took} |')
     lines.append('| **total** (install check, toy data, training, tests, pictures) | | | | '
                  f'**{total_s:.0f} s** |')
     return '\n'.join(lines) + '\n'
@@ -393,23 +210,20 @@ def markdown_table(rows: List[List[str]], total_s: float) -> str:
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     cpus = os.cpu_count() or 1
-    parser = argparse.ArgumentParser(
-        description='TinyViM quickstart: toy data, short CPU trainings of the '
-        'classification, detection and segmentation models, metrics and pictures.')
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--work-dir', default='work_dirs/quickstart', help='output folder')
     parser.add_argument('--data-root', default='data/toy', help='toy data folder')
-    parser.add_argument('--tasks', nargs='+', choices=TASKS, default=list(TASKS))
+    parser.add_argument('--tasks', nargs='+', choices=list(TASKS), default=list(TASKS))
     parser.add_argument('--smoke', action='store_true',
                         default=os.environ.get('QUICKSTART_SMOKE') == '1',
-                        help='tiny data, a couple of iterations each (env QUICKSTART_SMOKE=1)')
+                        help='tiny data, a few iterations each (env QUICKSTART_SMOKE=1)')
     parser.add_argument('--jobs', type=int, default=min(cpus, 3),
                         help='tasks run in parallel (default: min(CPUs, 3))')
     parser.add_argument('--threads', type=int, default=None,
-                        help='torch threads per task (default: (CPUs - 1) // jobs, at least 1:'
-                        ' threads fighting over busy cores are many times slower)')
+                        help='torch threads per process (default: (CPUs - 1) // jobs, >= 1)')
     parser.add_argument('--start-time', type=float, default=None,
                         help='epoch seconds the total time counts from (quickstart.sh)')
-    parser.add_argument('--worker', choices=TASKS, help=argparse.SUPPRESS)
+    parser.add_argument('--draw', choices=list(TASKS), help=argparse.SUPPRESS)  # a picture step
     args = parser.parse_args(argv)
     if args.threads is None:
         args.threads = max(1, (cpus - 1) // max(1, min(args.jobs, len(args.tasks))))
@@ -419,20 +233,17 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     os.chdir(REPO)
-    if args.worker:
-        task = args.worker
-        data_root = os.path.join(args.data_root, DATA_DIRS[task])
-        run_task(task, data_root, args.work_dir, args.smoke, args.threads)
+    if args.draw:
+        Path(args.work_dir, args.draw, 'pictures.json').write_text(json.dumps(
+            draw_pictures(args.draw, args.data_root, args.work_dir)))
         return 0
 
-    start = args.start_time or time.time()
-    load_start = os.getloadavg()
+    start, load_start = args.start_time or time.time(), os.getloadavg()
     os.makedirs(args.work_dir, exist_ok=True)
     size = 'tiny' if args.smoke else 'default'
     banner(f'toy data ({size}) under {args.data_root}')
-    sys.path.insert(0, str(REPO))
     from tinyvim_mm.datasets import make_toy_data
-    for info in make_toy_data(args.data_root, [DATA_DIRS[t] for t in args.tasks],
+    for info in make_toy_data(args.data_root, [TASKS[t]['data'] for t in args.tasks],
                               size=size).values():
         print(f'[quickstart] {info.name}: {info.root} {info.num_samples}', flush=True)
 
@@ -440,25 +251,25 @@ def main(argv: Optional[List[str]] = None) -> int:
     banner(f'training + testing {", ".join(args.tasks)}{" (smoke)" if args.smoke else ""}: '
            f'{len(lanes)} lane(s) {lanes}, {args.threads} thread(s) each')
     results: Dict[str, dict] = {}
-    threads = [threading.Thread(target=_run_lane, args=(lane, args, results)) for lane in lanes]
+    threads = [threading.Thread(target=run_lane, args=(lane, args, results)) for lane in lanes]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
 
     total_s = time.time() - start
-    table = markdown_table(summary_rows(results, args.smoke), total_s)
-    summary = dict(smoke=args.smoke, total_s=round(total_s, 1), lanes=lanes,
-                   threads=args.threads, cpus=os.cpu_count(), load_start=load_start,
-                   load_end=os.getloadavg(), tasks=results)
-    Path(args.work_dir, 'summary.json').write_text(json.dumps(summary, indent=2))
+    table = summary_table(results, args.smoke, total_s)
+    Path(args.work_dir, 'summary.json').write_text(json.dumps(dict(
+        smoke=args.smoke, total_s=round(total_s, 1), lanes=lanes, threads=args.threads,
+        cpus=os.cpu_count(), load_start=load_start, load_end=os.getloadavg(),
+        tasks=results), indent=2))
     Path(args.work_dir, 'summary.md').write_text(
         f'# TinyViM quickstart{" (smoke)" if args.smoke else ""}\n\n{table}')
     banner(f'summary ({args.work_dir}/summary.md)')
     print(table, flush=True)
-    pictures = [p for res in results.values() for p in res.get('pictures', [])]
-    print('[quickstart] pictures: ' + ', '.join(pictures), flush=True)
-    failed = [t for t, res in results.items() if 'error' in res]
+    print('[quickstart] pictures: ' + ', '.join(
+        p for res in results.values() for p in res.get('pictures', [])), flush=True)
+    failed = [task for task, res in results.items() if 'error' in res]
     if failed:
         print(f'[quickstart] FAILED: {failed}', flush=True)
     return 1 if failed else 0

@@ -2,17 +2,21 @@
 # THE main-job command (README):   bash tools/quickstart.sh [tools/quickstart.py options]
 #
 # 1. tools/install.sh: installs what is missing (a few seconds when all is there);
-# 2. tools/quickstart.py: generates the toy ImageNet / COCO / ADE20K sets, trains
-#    TinyViM-S classification, Mask R-CNN TinyViM-S and Semantic FPN TinyViM-S for a
-#    short schedule each on CPU, tests them with the toolboxes' metrics (top-1, COCO
-#    bbox/segm mAP, mIoU), draws one prediction picture per task and the feature spectra
-#    of the classifier, and prints a summary table. About 5 minutes on 2 CPU cores (installed).
+# 2. tools/quickstart.py: generates the toy ImageNet / COCO / ADE20K sets, then per task
+#    runs tools/train.py on the shipped toy config (configs/tinyvim_s_toy_imagenet.py,
+#    mask_rcnn_tinyvim_s_toy_coco.py, fpn_tinyvim_s_toy_ade.py) with a short CPU schedule
+#    (--cfg-options: schedule, batch, loaders, logging, paths only), tools/test.py on its
+#    checkpoint (top-1, COCO bbox/segm mAP, mIoU), draws one prediction picture per task
+#    and the feature spectra of the classifier, and prints a summary table. About 5
+#    minutes on 2 idle CPU cores (installed).
 #
-# Outputs: work_dirs/quickstart/{cls,det,seg}/ (work dirs: logs, checkpoint, console.log),
-#   summary.md, summary.json, demo_{cls,det,seg}.png, spectrum_cls.png (+ .json).
+# Outputs: work_dirs/quickstart/{cls,det,seg}/ (work dirs: dumped config, logs,
+#   checkpoint, test/ metrics, console.log), summary.md, summary.json,
+#   demo_{cls,det,seg}.png, spectrum_cls.png (+ .json). The checkpoints fit the toy
+#   configs as they are: tools/test.py and tools/demo.py (README) take them.
 # Options (passed on to tools/quickstart.py, see --help): --smoke, --tasks cls det seg,
 #   --work-dir DIR, --data-root DIR, --jobs N, --threads N.
-# Environment: QUICKSTART_SMOKE=1 (= --smoke: tiny data, 2 iterations each, < 2 min),
+# Environment: QUICKSTART_SMOKE=1 (= --smoke: tiny data, a few iterations each, < 2 min),
 #   TINYVIM_SKIP_INSTALL=1 and the other variables of tools/install.sh, PYTHON=python3.11.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -1,5 +1,6 @@
 """tinyvim_mm.analysis.spectrum on synthetic signals, the Laplace-mixer branch
-capture, and tools/visualize_spectrum.py end to end."""
+capture, the backbone and image loading of the figure, and tools/visualize_spectrum.py
+end to end."""
 import json
 import math
 import subprocess
@@ -11,9 +12,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tinyvim_mm.analysis.spectrum import (MIXER_MAPS, PANELS, build_backbone,
+                                          collect_mixer_maps, high_frequency_ratio,
+                                          load_image, log_amplitude_spectrum,
+                                          low_frequency_mask)
 from tinyvim_mm.models import TinyViM
-from tinyvim_mm.analysis.spectrum import (MIXER_MAPS, collect_mixer_maps, high_frequency_ratio,
-                                       log_amplitude_spectrum, low_frequency_mask)
 
 from conftest import REPO  # noqa: E402
 
@@ -140,6 +143,38 @@ def test_mamba_branch_is_low_frequency(mixer_maps) -> None:
 def test_collect_mixer_maps_needs_a_mixer() -> None:
     with pytest.raises(ValueError, match='LaplaceMixer'):
         collect_mixer_maps(torch.nn.Conv2d(3, 3, 1), torch.zeros(1, 3, 4, 4))
+
+
+def test_load_image(tmp_path: Path) -> None:
+    from PIL import Image
+    Image.fromarray(np.full((48, 64, 3), (10, 20, 30), np.uint8)).save(tmp_path / 'img.png')
+    rgb, x = load_image(str(tmp_path / 'img.png'), 96, (10, 20, 30), (2, 4, 5), to_rgb=True)
+    assert rgb.shape == (96, 128, 3) and x.shape == (1, 3, 96, 128)
+    assert torch.allclose(x, torch.zeros_like(x), atol=1e-5)  # (value - mean) / std
+    with pytest.raises(FileNotFoundError, match='nope.png'):
+        load_image(str(tmp_path / 'nope.png'), 96, (0, 0, 0), (1, 1, 1), True)
+    (tmp_path / 'notes.png').write_text('not an image')
+    with pytest.raises(ValueError, match='notes.png.* not a readable image'):
+        load_image(str(tmp_path / 'notes.png'), 96, (0, 0, 0), (1, 1, 1), True)
+
+
+def test_build_backbone_from_config_and_checkpoint(tmp_path: Path) -> None:
+    """The backbone of a classification config with the weights of its checkpoint (strictly:
+    another arch is refused)."""
+    config = str(REPO / 'configs' / 'tinyvim_s_toy_imagenet.py')
+    weights = TinyViM('s', out_indices=(3, )).state_dict()
+    torch.save(dict(state_dict={f'backbone.{k}': v for k, v in weights.items()}),
+               tmp_path / 'cls.pth')
+    model, mean, std, to_rgb = build_backbone(config, checkpoint=str(tmp_path / 'cls.pth'))
+    assert tuple(mean) == (123.675, 116.28, 103.53) and to_rgb and not model.training
+    for key, value in weights.items():
+        assert torch.equal(model.state_dict()[key], value), key
+    other = TinyViM('b', out_indices=(3, )).state_dict()
+    torch.save(dict(state_dict={f'backbone.{k}': v for k, v in other.items()}),
+               tmp_path / 'b.pth')
+    with pytest.raises(RuntimeError, match='does not fit'):
+        build_backbone(config, checkpoint=str(tmp_path / 'b.pth'))
+    assert [key for key, _ in PANELS] == list(MIXER_MAPS)
 
 
 def test_visualize_spectrum_cli(tmp_path: Path) -> None:

@@ -151,13 +151,55 @@ def test_noteacher_configs(arch):
     assert cfg.optim_wrapper.type == 'AGCOptimWrapper' and cfg.train_cfg.max_epochs == 300
 
 
-def test_toy_config():
+def test_toy_configs():
+    """One toy recipe: train and test at 64x64, no teacher; the distillation variant adds
+    only the teacher; the teacher config trains resnet18 on the same data."""
     cfg = _cfg('tinyvim_s_toy_imagenet.py')
-    assert cfg.model.head.num_classes == cfg.model.teacher.num_classes == 10
-    assert cfg.data_preprocessor.num_classes == 10
-    assert cfg.train_dataloader.dataset.data_root == 'data/toy/imagenet'
+    assert cfg.model.head.num_classes == cfg.data_preprocessor.num_classes == 10
+    assert cfg.model.teacher is None and cfg.model.train_cfg is None  # no Mixup / CutMix
+    steps = {split: {t.type: t for t in cfg[f'{split}_dataloader'].dataset.pipeline}
+             for split in ('train', 'test')}
+    assert steps['train']['RandomResizedCrop'].scale == 64
+    assert steps['test']['ResizeEdge'].scale == steps['test']['CenterCrop'].crop_size == 64
+    assert cfg.test_dataloader.dataset.data_root == 'data/toy/imagenet'
+    assert len(cfg.test_dataloader.dataset.classes) == 10
     assert cfg.param_scheduler[1].end == cfg.train_cfg.max_epochs
     assert cfg.optim_wrapper.clip_grad.type == 'agc'
+    distill = _cfg('tinyvim_s_toy_imagenet_distill.py')
+    assert distill.model.teacher == dict(type='TimmClassifier', model_name='resnet18',
+                                         pretrained=False, num_classes=10)
+    del distill.model['teacher'], distill.model['teacher_checkpoint']
+    del cfg.model['teacher'], cfg.model['teacher_checkpoint']
+    assert distill.model == cfg.model and distill.train_dataloader == cfg.train_dataloader
+    teacher = _cfg('resnet18_toy_imagenet_teacher.py')
+    assert teacher.model.type == 'TimmClassifier' and teacher.custom_hooks == []
+    assert teacher.train_dataloader == cfg.train_dataloader
+    assert teacher.train_cfg.max_epochs == cfg.train_cfg.max_epochs
+
+
+def test_toy_teacher_checkpoint_into_student(tmp_path):
+    """tools/train.py on the teacher config writes an mmpretrain checkpoint that the
+    distillation student loads as its teacher, strictly."""
+    from tinyvim_mm.datasets import make_toy_imagenet
+    root = make_toy_imagenet(tmp_path / 'toy', train_per_class=1, val_per_class=1).root
+    work = tmp_path / 'teacher'
+    load_module(REPO / 'tools' / 'train.py', 'tinyvim_train_teacher').main([
+        str(CONFIGS / 'resnet18_toy_imagenet_teacher.py'), '--work-dir', str(work),
+        '--cfg-options', f'train_dataloader.dataset.data_root={root}',
+        f'val_dataloader.dataset.data_root={root}', 'train_dataloader.batch_size=5',
+        'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+        'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
+        'train_cfg.max_epochs=1', 'train_cfg.val_begin=2', 'param_scheduler.0.end=1',
+        'param_scheduler.1.begin=1', 'param_scheduler.1.end=2'])
+    checkpoint = (work / 'last_checkpoint').read_text().strip()
+    saved = torch.load(checkpoint, weights_only=False)['state_dict']
+    assert 'fc.weight' in saved and not any(k.startswith('model.') for k in saved)
+    cfg = _tiny_toy_cfg()
+    cfg.model.teacher_checkpoint = checkpoint
+    student = _build(cfg)
+    student.init_weights()
+    for key, value in saved.items():
+        assert torch.equal(student.teacher.state_dict()[key], value), key
 
 
 # ---------------------------------------------------------------- distillation
@@ -339,8 +381,8 @@ def test_released_checkpoint_through_mmpretrain(s_model, synth, fixtures_dir, re
 
 # ---------------------------------------------------------------- training
 def _tiny_toy_cfg() -> Config:
-    """The toy recipe with a tiny TinyViM (fast on CPU)."""
-    cfg = _cfg('tinyvim_s_toy_imagenet.py')
+    """The toy distillation recipe with a tiny TinyViM (fast on CPU)."""
+    cfg = _cfg('tinyvim_s_toy_imagenet_distill.py')
     cfg.model.backbone.update(arch=TINY_ARCH, scan_backend='torch')
     cfg.model.head.in_channels = TINY_ARCH['widths'][-1]
     return cfg
@@ -371,7 +413,7 @@ def test_runner_train_and_val_smoke(tmp_path):
     root = tmp_path / 'toy'
     make_toy_imagenet(root, num_classes=8, train_per_class=1, val_per_class=1,
                       img_size=(48, 64))
-    cfg = _cfg('tinyvim_s_toy_imagenet.py')
+    cfg = _cfg('tinyvim_s_toy_imagenet_distill.py')
     cfg.work_dir = str(tmp_path / 'work')
     cfg.model.backbone.scan_backend = 'torch'
     cfg.model.head.num_classes = cfg.model.teacher.num_classes = 8

@@ -3,6 +3,8 @@ pretrained loading and a short toy train + eval through ``mmengine.Runner``."""
 import copy
 import io
 import logging
+import os
+import re
 import subprocess
 from pathlib import Path
 from typing import List, Tuple
@@ -59,17 +61,30 @@ def test_paper_configs(arch: str) -> None:
 
 @pytest.mark.parametrize('arch', ['s', 'b'])
 def test_toy_configs(arch: str) -> None:
+    """The one toy recipe: CPU-sized heads (128 channels throughout), train and test at
+    the same scale, at most 20 detections."""
     cfg = load_cfg(f'mask_rcnn_tinyvim_{arch}_toy_coco.py')
     assert cfg.model.backbone.arch == arch and cfg.model.backbone.init_cfg is None
     assert cfg.model.neck.in_channels == FPN_IN[arch]
+    scales = set()
     for split in ('train', 'val', 'test'):
         dataset = cfg[f'{split}_dataloader'].dataset
         assert dataset.metainfo.classes == TOY_COCO_CLASSES
         assert dataset.data_root == 'data/toy/coco/'
+        scales |= {t.scale for t in dataset.pipeline if t.type == 'Resize'}
+    assert scales == {(256, 224)}
     assert cfg.val_evaluator.ann_file == 'data/toy/coco/annotations/instances_val2017.json'
-    heads = cfg.model.roi_head
+    model, heads = cfg.model, cfg.model.roi_head
     assert heads.bbox_head.num_classes == heads.mask_head.num_classes == len(TOY_COCO_CLASSES)
-    assert build_detector(cfg).backbone.out_channels == tuple(FPN_IN[arch])
+    widths = {model.neck.out_channels, model.rpn_head.in_channels, model.rpn_head.feat_channels,
+              heads.bbox_roi_extractor.out_channels, heads.bbox_head.in_channels,
+              heads.mask_roi_extractor.out_channels, heads.mask_head.in_channels,
+              heads.mask_head.conv_out_channels}
+    assert widths == {128} and model.test_cfg.rcnn.max_per_img == 20
+    assert cfg.param_scheduler[1].end == cfg.train_cfg.max_epochs
+    detector = build_detector(cfg)
+    assert detector.backbone.out_channels == tuple(FPN_IN[arch])
+    assert detector.roi_head.mask_head.conv_logits.in_channels == 128
 
 
 def test_missing_pretrained_checkpoint_is_named(tmp_path: Path) -> None:
@@ -217,5 +232,34 @@ def test_toy_train_and_eval(tmp_path: Path) -> None:
         assert 0.0 <= metrics[key] <= 1.0, (key, metrics)
 
 
-def test_toy_det_script_parses() -> None:
-    subprocess.run(['bash', '-n', str(REPO / 'tools/experiments/toy_det.sh')], check=True)
+def test_toy_experiment_scripts(tmp_path: Path) -> None:
+    """tools/experiments/*.sh parse, run tools/train.py / test.py on the toy configs (no
+    Python config building), and their metric check reads tools/test.py's json."""
+    experiments = REPO / 'tools' / 'experiments'
+    for script in sorted(experiments.glob('*.sh')):
+        subprocess.run(['bash', '-n', str(script)], check=True)
+        text = script.read_text()
+        assert "<<'" not in text and 'Config.fromfile' not in text, script.name
+        if script.name != 'common.sh':
+            assert 'set -euo pipefail' in text and 'source tools/experiments/common.sh' in text
+            assert re.search(r'tools/(test\.py|dist_test\.sh)', text), script.name
+    run_dir = tmp_path / 'test' / '20260101_000000'
+    run_dir.mkdir(parents=True)
+    (run_dir / '20260101_000000.json').write_text(
+        '{"coco/bbox_mAP": 0.512, "coco/segm_mAP": 0.48, "step": 1}')
+    script = (f'source {experiments / "common.sh"}; '
+              f'check "bbox mAP" "$(metric coco/bbox_mAP {tmp_path / "test"})" "$MIN"')
+    met = subprocess.run(['bash', '-c', script], env=dict(os.environ, MIN='0.5'),
+                         capture_output=True, text=True)
+    assert met.returncode == 0 and met.stdout.strip() == 'bbox mAP = 0.512 (target >= 0.5: met)'
+    missed = subprocess.run(['bash', '-c', script], env=dict(os.environ, MIN='0.6'),
+                            capture_output=True, text=True)
+    assert missed.returncode == 1 and 'NOT met' in missed.stdout
+    absent = subprocess.run(['bash', '-c', script.replace('coco/bbox_mAP', 'coco/x')],
+                            env=dict(os.environ, MIN='0'), capture_output=True, text=True)
+    assert absent.returncode == 1 and 'missing' in absent.stdout
+    options = subprocess.run(['bash', '-c', f'source {experiments / "common.sh"}; '
+                              'loader_options 0; data_root_options "a b"'],
+                             capture_output=True, text=True, check=True).stdout.splitlines()
+    assert 'val_dataloader.persistent_workers=False' in options
+    assert 'test_dataloader.dataset.data_root=a b' in options

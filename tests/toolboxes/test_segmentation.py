@@ -1,5 +1,9 @@
-"""Semantic FPN + TinyViM (mmseg): configs, odd-size inference, toy training."""
+"""Semantic FPN + TinyViM (mmseg): configs, odd-size inference, toy training, the toy
+experiment script."""
 import copy
+import os
+import re
+import subprocess
 from pathlib import Path
 from typing import Tuple
 
@@ -101,6 +105,12 @@ def test_toy_configs(arch: str) -> None:
     assert {**toy.model.backbone, 'init_cfg': None} == {**real.model.backbone, 'init_cfg': None}
     assert toy.model.neck == real.model.neck
     assert toy.sync_bn == real.sync_bn
+    # one recipe for CPU and GPU runs: 128x128 crops, the test scale the crops are cut from
+    train = {t['type']: t for t in toy.train_dataloader.dataset.pipeline}
+    test = {t['type']: t for t in toy.test_dataloader.dataset.pipeline}
+    assert train['RandomCrop']['crop_size'] == toy.model.data_preprocessor.size == (128, 128)
+    assert train['RandomResize']['scale'] == test['Resize']['scale'] == (512, 128)
+    assert toy.param_scheduler[-1]['end'] == toy.train_cfg.max_iters
 
 
 def test_pretrained_backbone_through_segmentor(s_config: Config, synth, fixtures_dir: Path,
@@ -167,19 +177,13 @@ def test_ade20k_test_pipeline_on_odd_image(s_config: Config, toy_ade: Path) -> N
 
 
 def test_toy_train_and_eval_with_runner(toy_ade: Path, tmp_path: Path) -> None:
-    """2 iterations of the toy TinyViM-S config, then mIoU on the toy validation set."""
+    """2 iterations of the toy TinyViM-S config as it is, then mIoU on the toy validation
+    set."""
     cfg = load_config('fpn_tinyvim_s_toy_ade')
     cfg.work_dir = str(tmp_path)
-    crop, scale = (128, 128), (512, 128)
-    cfg.model.data_preprocessor.size = crop
     for loader in (cfg.train_dataloader, cfg.val_dataloader):
         loader.update(num_workers=0, persistent_workers=False)
         loader.dataset.data_root = str(toy_ade)
-        for step in loader.dataset.pipeline:
-            if step['type'] in ('RandomResize', 'Resize'):
-                step['scale'] = scale
-            elif step['type'] == 'RandomCrop':
-                step['crop_size'] = crop
     cfg.train_dataloader.batch_size = 2
     cfg.test_dataloader = cfg.val_dataloader
     cfg.train_cfg.update(max_iters=2, val_interval=2)
@@ -195,3 +199,19 @@ def test_toy_train_and_eval_with_runner(toy_ade: Path, tmp_path: Path) -> None:
     miou = hub.get_scalar('val/mIoU').current()
     assert 0 <= miou <= 100
     assert runner.val_evaluator.dataset_meta['classes'] == TOY_ADE_CLASSES
+
+
+def test_toy_seg_experiment_script(tmp_path: Path) -> None:
+    """tools/experiments/toy_seg.sh end to end on CPU (tiny data, 2 iterations): it trains
+    and tests the toy config with tools/train.py / test.py, prints the mIoU and exits
+    non-zero below MIN_MIOU."""
+    env = dict(os.environ, ARCH='s', DATA_SIZE='tiny', ITERS='2', WARMUP='1', BATCH='2',
+               WORKERS='0', MIN_MIOU='101', DATA_DIR=str(tmp_path / 'data'),
+               WORK_DIR=str(tmp_path / 'work'), OMP_NUM_THREADS='1')
+    proc = subprocess.run(['bash', str(REPO / 'tools/experiments/toy_seg.sh')], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r'TinyViM-S Semantic FPN toy ADE20K mIoU \(%\) = \d+\.?\d* '
+                        r'\(target >= 101: NOT met\)', last), last
+    assert (tmp_path / 'work' / 'iter_2.pth').is_file()

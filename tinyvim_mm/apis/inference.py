@@ -14,6 +14,7 @@ top-k classes, ``UniversalVisualizer``), ``mmdet`` (Mask R-CNN: boxes and masks,
 """
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -24,10 +25,14 @@ from mmengine.config import Config
 #: default_scope -> task
 TASKS = {'mmpretrain': 'cls', 'mmdet': 'det', 'mmseg': 'seg'}
 VISUALIZER_TYPES = {'mmpretrain': 'UniversalVisualizer', 'mmdet': 'DetLocalVisualizer',
-               'mmseg': 'SegLocalVisualizer'}
+                    'mmseg': 'SegLocalVisualizer'}
 #: Images with a shorter side below this are drawn upscaled (classification: half of
 #: it), so that labels stay legible; the model sees them at its test scale anyway.
 MIN_SIDE = 512
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint whose weights do not fit the model exactly."""
 
 
 def read_image(path: str) -> np.ndarray:
@@ -52,7 +57,6 @@ def read_image(path: str) -> np.ndarray:
 def load_inference_config(config: str) -> Config:
     """Read ``config`` for inference: the test pipeline without annotation loading,
     no distillation teacher (inference never uses it)."""
-    import tinyvim_mm  # noqa: F401  (registers TinyViM)
     cfg = Config.fromfile(config)
     dataset = cfg.test_dataloader.dataset
     while 'pipeline' not in dataset and 'dataset' in dataset:  # dataset wrappers
@@ -99,12 +103,12 @@ def _read_checkpoint(checkpoint: str) -> Dict[str, Any]:
 
 def load_state_dict_strict(model: nn.Module, state_dict: Dict[str, Any],
                            source: str = 'checkpoint') -> None:
-    """Load ``state_dict`` into ``model`` if it fits exactly, else raise a
-    ``RuntimeError`` naming the missing, unexpected and mis-shaped keys."""
+    """Load ``state_dict`` into ``model`` if it fits exactly, else raise
+    :class:`CheckpointMismatchError` naming the missing, unexpected and mis-shaped keys."""
     from tinyvim_mm.engine.hooks import check_state_dict
     problems = check_state_dict(model, state_dict)
     if problems:
-        raise RuntimeError(
+        raise CheckpointMismatchError(
             f'{source} does not fit the model of the config ({"; ".join(problems)}). Use '
             'the config the checkpoint was trained with; convert released checkpoints with '
             'tools/convert_official.py.')
@@ -123,7 +127,9 @@ def init_model(cfg: Config, checkpoint: Optional[str] = None, device: str = 'cpu
         model = get_model(cfg, pretrained=False)
     elif task == 'det':
         from mmdet.apis import init_detector
-        model = init_detector(cfg, None, palette='random', device='cpu')
+        with warnings.catch_warnings():  # 'checkpoint is None, use COCO classes': set below
+            warnings.simplefilter('ignore')
+            model = init_detector(cfg, None, palette='random', device='cpu')
     else:
         from mmseg.apis import init_model as init_segmentor
         model = init_segmentor(cfg, None, device='cpu')
