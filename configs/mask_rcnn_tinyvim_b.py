@@ -39,9 +39,10 @@ optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05))
 
 # Fast training on GPUs (tinyvim_mm.engine.fast_training; ignored on CPU, with a log line):
-# fp16 mixed precision, channels-last weights/activations, fused AdamW; no torch.compile (every
-# image size is another graph). Measured by
-# `python tools/benchmark.py --preset train` (docs/benchmarks.md). Turn any off with e.g.
-# `--cfg-options fast_training.channels_last=False`, all with `fast_training=None`.
+# fp16 mixed precision and fused AdamW; no torch.compile (every image size is another
+# graph). Channels-last stays off: mmcv's RoIAlign CUDA kernel indexes its input as
+# contiguous NCHW memory and has no check, so channels-last features would be read wrong.
+# Measured by `python tools/benchmark.py --preset train` (docs/benchmarks.md). Turn any off
+# with e.g. `--cfg-options fast_training.amp=False`, all with `fast_training=None`.
 runner_type = 'FastTrainingRunner'
-fast_training = dict(amp='float16', channels_last=True, fused_optimizer=True, compile=False)
+fast_training = dict(amp='float16', channels_last=False, fused_optimizer=True, compile=False)

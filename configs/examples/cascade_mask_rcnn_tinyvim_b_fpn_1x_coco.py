@@ -17,3 +17,7 @@ sync_bn = 'torch'
 optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05))
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+
+# Fast training on GPUs (channels-last off: mmcv's RoIAlign reads NCHW memory): tinyvim_mm.engine.fast_training.
+runner_type = 'FastTrainingRunner'
+fast_training = dict(amp='float16', channels_last=False, fused_optimizer=True, compile=False)

@@ -22,3 +22,7 @@ optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01))
+
+# Fast training on GPUs: tinyvim_mm.engine.fast_training.
+runner_type = 'FastTrainingRunner'
+fast_training = dict(amp='float16', channels_last=True, fused_optimizer=True, compile=False)

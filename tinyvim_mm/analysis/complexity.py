@@ -95,6 +95,8 @@ def config_complexity(cfg, shape: Tuple[int, int] = (224, 224)) -> Dict[str, flo
     scope = cfg.get('default_scope', 'mmpretrain')
     init_default_scope(scope)
     registry = importlib.import_module(f'{scope}.registry')
+    from tinyvim_mm.models.backbones import check_in_channels
+    check_in_channels(cfg.model)
     model_cfg = cfg.model.copy()
     if 'teacher' in model_cfg:
         model_cfg.update(teacher=None, teacher_checkpoint=None)

@@ -22,6 +22,8 @@ import numpy as np
 import torch.nn as nn
 from mmengine.config import Config
 
+from tinyvim_mm.models.backbones import check_in_channels
+
 #: default_scope -> task
 TASKS = {'mmpretrain': 'cls', 'mmdet': 'det', 'mmseg': 'seg'}
 VISUALIZER_TYPES = {'mmpretrain': 'UniversalVisualizer', 'mmdet': 'DetLocalVisualizer',
@@ -120,6 +122,7 @@ def init_model(cfg: Config, checkpoint: Optional[str] = None, device: str = 'cpu
     eval mode on ``device``, with ``checkpoint`` loaded strictly (without one it keeps
     its random initialisation) and ``dataset_meta`` from the checkpoint, else from the
     config."""
+    check_in_channels(cfg.model)
     task = task_of(cfg)
     ckpt = _read_checkpoint(checkpoint) if checkpoint else None  # file errors first
     if task == 'cls':

@@ -95,6 +95,8 @@ def build_model(cfg) -> nn.Module:
     scope = scope_of(cfg)
     init_default_scope(scope)
     registry = importlib.import_module(f'{scope}.registry')
+    from tinyvim_mm.models.backbones import check_in_channels
+    check_in_channels(cfg.model)
     model_cfg = strip_pretrained(cfg.model.copy())
     if 'teacher' in model_cfg:
         model_cfg.update(teacher=None, teacher_checkpoint=None)
