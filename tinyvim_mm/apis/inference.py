@@ -14,7 +14,6 @@ top-k classes, ``UniversalVisualizer``), ``mmdet`` (Mask R-CNN: boxes and masks,
 """
 import os
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -128,11 +127,13 @@ def init_model(cfg: Config, checkpoint: Optional[str] = None, device: str = 'cpu
     if task == 'cls':
         from mmpretrain.apis import get_model
         model = get_model(cfg, pretrained=False)
-    elif task == 'det':
-        from mmdet.apis import init_detector
-        with warnings.catch_warnings():  # 'checkpoint is None, use COCO classes': set below
-            warnings.simplefilter('ignore')
-            model = init_detector(cfg, None, palette='random', device='cpu')
+    elif task == 'det':  # as mmdet's init_detector, without its COCO-classes fallback
+        from mmdet.registry import MODELS
+        from mmengine.model import revert_sync_batchnorm
+        from mmengine.registry import init_default_scope
+        init_default_scope('mmdet')
+        model = revert_sync_batchnorm(MODELS.build(cfg.model))
+        model.cfg = cfg  # what inference_detector reads
     else:
         from mmseg.apis import init_model as init_segmentor
         model = init_segmentor(cfg, None, device='cpu')
