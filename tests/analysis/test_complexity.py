@@ -16,7 +16,10 @@ PAPER = {'s': (5.6, 0.9), 'b': (11.0, 1.5), 'l': (31.7, 4.7)}
 
 class FreeScan(nn.Module):
     """Stands in for the scan and costs nothing (uses ``delta`` so that the
-    projections feeding the scan stay in the traced graph)."""
+    projections feeding the scan stay in the traced graph); not a ``SelectiveScan``, so
+    ``count_macs`` adds nothing for it."""
+
+    backend = 'torch'  # what the mixer reads to pick its path
 
     def forward(self, u, delta, *args):
         return u + delta
