@@ -61,46 +61,26 @@ def randomise_bn(module: nn.Module) -> nn.Module:
 WIDTHS = (8, 16, 24, 32)  # a tiny TinyViM for runner tests
 
 
-def tiny_seg_config(path: Path, base: str, data_root: Path, max_iters: int = 6,
-                    extra: str = '') -> Path:
-    """A downstream config: the toy Semantic FPN recipe with a tiny TinyViM, 64x64 crops,
-    a dropout decode head and random augmentation (everything RNG-driven stays on)."""
+def tiny_seg_config(path: Path, data_root: Path, max_iters: int = 6, extra: str = '',
+                    base: str = str(REPO / 'configs' / 'fpn_tinyvim_s_toy_ade.py')) -> Path:
+    """A config inheriting the toy Semantic FPN recipe (``base``) with overrides only: a
+    tiny TinyViM and narrow heads, the toy set at ``data_root`` loaded in the main
+    process, ``max_iters`` iterations with checkpoint and validation half-way."""
     path.write_text(f"""
 _base_ = {base!r}
 custom_imports = dict(imports=['tinyvim_mm'], allow_failed_imports=False)
-data_root = {str(data_root)!r}
-crop_size = (64, 64)
-scale = (256, 64)
 model = dict(
-    data_preprocessor=dict(size=crop_size),
     backbone=dict(arch=dict(_delete_=True, widths={WIDTHS}, depths=(1, 1, 2, 1)),
                   scan_backend='torch'),
     neck=dict(in_channels={list(WIDTHS)}, out_channels=16),
     decode_head=dict(in_channels=[16, 16, 16, 16], channels=16))
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='RandomResize', scale=scale, ratio_range=(0.5, 2.0), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PhotoMetricDistortion'),
-    dict(type='PackSegInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=scale, keep_ratio=True),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='PackSegInputs')
-]
-train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
-                        dataset=dict(data_root=data_root, pipeline=train_pipeline))
-val_dataloader = dict(num_workers=0, persistent_workers=False,
-                      dataset=dict(data_root=data_root, pipeline=test_pipeline))
-test_dataloader = val_dataloader
+loader = dict(num_workers=0, persistent_workers=False, dataset=dict(data_root={str(data_root)!r}))
+train_dataloader = dict(batch_size=2, **loader)
+val_dataloader = test_dataloader = loader
 param_scheduler = [dict(type='PolyLR', power=0.9, eta_min=1e-6, begin=0, end={max_iters},
                         by_epoch=False)]
-train_cfg = dict(max_iters={max_iters}, val_interval={max_iters // 2})
-default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval={max_iters // 2}))
+train_cfg = dict(max_iters={max_iters}, val_interval={max(max_iters // 2, 1)})
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval={max(max_iters // 2, 1)}))
 randomness = dict(seed=0)
 {extra}
 """)

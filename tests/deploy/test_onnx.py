@@ -28,6 +28,9 @@ def test_export_matches_pytorch(tmp_path, capsys):
     assert graph.opset_import[0].version >= 17
     dims = graph.graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_param for d in dims] == ['batch', '', 'height', 'width']
+    # the fast export form: vectorised softplus, no Einsum, the head folded into one Gemm
+    ops = {node.op_type for node in graph.graph.node}
+    assert not ops & {'Softplus', 'Einsum', 'BatchNormalization'}, ops
 
 
 def test_export_reads_class_count_and_arch_from_checkpoint(tmp_path, capsys):

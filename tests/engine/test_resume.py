@@ -13,7 +13,7 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-from conftest import REPO, WIDTHS, load_module
+from conftest import REPO, load_module, tiny_seg_config
 import tinyvim_mm  # noqa: F401
 from tinyvim_mm.datasets import make_toy_ade
 
@@ -40,29 +40,6 @@ class RecordLossHook(Hook):
         LOSSES.setdefault(runner.cfg.experiment_name, []).append(outputs['loss'].item())
         if runner.iter + 1 == self.stop_at:
             raise Interrupted(f'stopped after iteration {self.stop_at}')
-
-
-def toy_seg_config(path: Path, data_root: Path, max_iters: int, extra: str = '') -> Path:
-    """A config inheriting ``configs/fpn_tinyvim_s_toy_ade.py`` with overrides only: a
-    tiny TinyViM and narrow heads, the toy set at ``data_root`` loaded in the main
-    process, ``max_iters`` iterations with checkpoint and validation half-way."""
-    path.write_text(f"""
-_base_ = {str(REPO / 'configs' / 'fpn_tinyvim_s_toy_ade.py')!r}
-model = dict(
-    backbone=dict(arch=dict(_delete_=True, widths={WIDTHS}, depths=(1, 1, 2, 1)),
-                  scan_backend='torch'),
-    neck=dict(in_channels={list(WIDTHS)}, out_channels=16),
-    decode_head=dict(in_channels=[16, 16, 16, 16], channels=16))
-loader = dict(num_workers=0, persistent_workers=False, dataset=dict(data_root={str(data_root)!r}))
-train_dataloader = dict(batch_size=2, **loader)
-val_dataloader = test_dataloader = loader
-param_scheduler = [dict(type='PolyLR', power=0.9, eta_min=1e-6, begin=0, end={max_iters},
-                        by_epoch=False)]
-train_cfg = dict(max_iters={max_iters}, val_interval={max_iters // 2})
-default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval={max_iters // 2}))
-{extra}
-""")
-    return path
 
 
 @pytest.fixture(scope='module', autouse=True)
@@ -98,7 +75,7 @@ def configs(tmp_path_factory, toy_ade) -> Dict[str, Path]:
     """4 iterations, checkpoint and validation every 2; 'killed' stops after 2."""
     root = tmp_path_factory.mktemp('configs')
     hooks = "custom_hooks = [dict(type='RecordLossHook', stop_at={})]"
-    return {name: toy_seg_config(root / f'{name}.py', toy_ade, max_iters=4,
+    return {name: tiny_seg_config(root / f'{name}.py', toy_ade, max_iters=4,
                                  extra=hooks.format(stop_at))
             for name, stop_at in (('full', 0), ('killed', 2))}
 

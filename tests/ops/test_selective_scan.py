@@ -242,15 +242,15 @@ def test_dense_export_form_matches_ref(L, with_D, with_bias, softplus):
     inputs = make_inputs(L=L, with_D=with_D, with_bias=with_bias, softplus=softplus)
     # A different summation order over L: delta_bias's gradient (a sum over batch and
     # length) differs from the loop's by ~1.5e-5 relative on some BLAS/torch builds.
-    assert_backends_agree(chunked._selective_scan_dense, selective_scan_ref, inputs, softplus,
+    assert_backends_agree(chunked.selective_scan_export, selective_scan_ref, inputs, softplus,
                           atol=5e-5, relative_output=True)
 
 
 def test_dense_form_used_in_onnx_export(monkeypatch):
     inputs = [t.detach() for t in make_inputs(L=9)]
     calls = []
-    dense = chunked._selective_scan_dense
-    monkeypatch.setattr(chunked, '_selective_scan_dense', lambda *a: calls.append(1) or dense(*a))
+    dense = chunked.selective_scan_export
+    monkeypatch.setattr(chunked, 'selective_scan_export', lambda *a: calls.append(1) or dense(*a))
     monkeypatch.setattr(torch.onnx, 'is_in_onnx_export', lambda: True)
     assert_close(selective_scan_torch(*inputs), selective_scan_ref(*inputs), 1e-5)
     assert calls

@@ -7,6 +7,15 @@ import torch
 mmpretrain = pytest.importorskip('mmpretrain')
 
 
+@pytest.fixture(autouse=True)
+def mmpretrain_scope():
+    """mmpretrain's inferencers build their pipelines in the current default scope, which
+    earlier tests of this process may have set to mmdet / mmseg."""
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        yield
+
+
 def test_list_models():
     names = mmpretrain.list_models('*tinyvim*')
     for arch in 'sbl':

@@ -66,7 +66,7 @@ def downstream(tmp_path_factory) -> Path:
     inherits ours through ``tinyvim_mm::`` and overrides a few fields."""
     root = tmp_path_factory.mktemp('project')
     ade = make_toy_ade(root / 'data' / 'ade', num_train=4, num_val=2).root
-    tiny_seg_config(root / 'my_fpn.py', BASE, Path(ade), max_iters=2)
+    tiny_seg_config(root / 'my_fpn.py', Path(ade), max_iters=2, base=BASE)
     return root
 
 

@@ -7,7 +7,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tinyvim_mm.ops import (check_backend, cross_selective_scan, cross_selective_scan_train,
-                            fused_cross_scan_block, resolve_backend, selective_scan)
+                            fused_cross_scan_block, resolve_backend, scan_chunked_export,
+                            selective_scan, softplus_export)
 
 from .conv_bn import ConvBN
 from .rep_dw import AxialRepDW, RepDW
@@ -52,6 +53,22 @@ def cross_merge(ys: torch.Tensor, height: int, width: int) -> torch.Tensor:
     ys = ys[:, :2] + ys[:, 2:].flip(-1)
     rows = ys[:, 0].view(b, d, height, width)
     cols = ys[:, 1].view(b, d, width, height).transpose(2, 3)
+    return rows + cols
+
+
+def cross_scan_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """:func:`cross_scan` with channels last: ``(B, D, H, W) -> (B, 4, H*W, D)``."""
+    rows = x.permute(0, 2, 3, 1).flatten(1, 2)
+    cols = x.permute(0, 3, 2, 1).flatten(1, 2)
+    xs = torch.stack([rows, cols], dim=1)
+    return torch.cat([xs, xs.flip(2)], dim=1)
+
+
+def cross_merge_channels_last(ys: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """:func:`cross_merge` with channels last: ``(B, 4, H*W, D) -> (B, H, W, D)``."""
+    ys = ys[:, :2] + ys[:, 2:].flip(2)
+    rows = ys[:, 0].unflatten(1, (height, width))
+    cols = ys[:, 1].unflatten(1, (width, height)).transpose(1, 2)
     return rows + cols
 
 
@@ -146,6 +163,8 @@ class LaplaceMixer(nn.Module):
         and inference; at inference, large batches of short scans take the kernel that
         also applies the LayerNorm). Otherwise the directions are cross-scanned into
         sequences and scanned by the selected backend."""
+        if torch.onnx.is_in_onnx_export():
+            return self._ssm_export(x)
         backend = resolve_backend(self.scan.backend, x.device, x.dtype)
         if backend == 'triton':
             if not torch.is_grad_enabled():
@@ -195,6 +214,25 @@ class LaplaceMixer(nn.Module):
         return (per_direction(0, d), -torch.exp(self.A_logs.float()), per_direction(k * d, n),
                 per_direction(k * (d + n), n), self.Ds.float(),
                 self.dt_projs_bias.float().flatten())
+
+    def _ssm_export(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`ssm` while exporting to ONNX (float32, any batch and size): channels last
+        throughout, ``x_proj`` / ``dt_proj`` folded into one ``(d, d + 2N)`` matrix per
+        direction and ``A`` precomputed (constants in the exported graph), the scan in
+        the loop-free chunked form of :func:`tinyvim_mm.ops.scan_chunked_export`."""
+        b, d, h, w = x.shape
+        k, n, r = NUM_DIRECTIONS, self.d_state, self.dt_rank
+        x_proj = self.x_proj_weight.float()  # (K, r + 2N, d)
+        dt_weight = torch.bmm(self.dt_projs_weight.float(), x_proj[:, :r])  # (K, d, d)
+        weight = torch.cat([dt_weight, x_proj[:, r:]], 1).transpose(1, 2)  # (K, d, d + 2N)
+        A = -torch.exp(self.A_logs.float()).view(k, -1, n).transpose(1, 2)  # (K, N, d)
+        xs = cross_scan_channels_last(x.float())  # (B, K, L, d)
+        dts, bs, cs = torch.matmul(xs, weight).split([self.low_channels, n, n], dim=-1)
+        dts = softplus_export(dts + self.dt_projs_bias.float().view(k, 1, -1))
+        ys = scan_chunked_export(xs, dts, A, bs, cs, h * w)
+        ys = ys + self.Ds.float().view(k, 1, -1) * xs
+        y = self.out_norm(cross_merge_channels_last(ys, h, w))  # (B, h, w, d)
+        return y.permute(0, 3, 1, 2)
 
     def _ssm_fused(self, x: torch.Tensor, block_d: int) -> torch.Tensor:
         """:meth:`ssm` by one Triton kernel that also applies the LayerNorm (inference)."""

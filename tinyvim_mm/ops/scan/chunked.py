@@ -1,14 +1,15 @@
 """The ``torch`` backend: a chunked selective scan in pure PyTorch (any device,
-differentiable through a hand-written backward), and the loop-free closed form that
-runs while exporting to ONNX."""
+differentiable through a hand-written backward), and the loop-free chunked form of
+plain ops that runs while exporting to ONNX (any input size)."""
 import math
 from typing import Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .reference import check_inputs, delta_to_dt
+from .reference import check_inputs
 
 
 def default_chunk_size(length: int) -> int:
@@ -159,27 +160,96 @@ class _ChunkedScan(torch.autograd.Function):
                 None, None)
 
 
-def _selective_scan_dense(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+#: Chunk length of the export form: a fixed number of unrolled steps, so any (dynamic)
+#: ``L`` works; ``L`` is zero-padded to a multiple of it (17: measured fastest in
+#: onnxruntime with 10-25 alike, 7 is 8-10 % slower, 4 is 2.4x slower).
+EXPORT_CHUNK = 17
+#: Exponents are clipped here before ``exp``: onnxruntime's Exp takes a ~25x slower path
+#: below -87.3 (results that underflow), and ``exp(-80) ~ 2e-35`` is 0 for the scan.
+_EXP_MIN = -80.0
+
+
+def softplus_export(x: Tensor) -> Tensor:
+    """softplus of vectorised ONNX ops (onnxruntime's Softplus kernel is scalar, ~10x
+    slower than this); absolute error <= 6e-8."""
+    return torch.relu(x) + torch.log(1 + torch.exp(-x.abs()))
+
+
+def scan_chunked_export(u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                        length: Optional[int] = None, chunk: Optional[int] = None) -> Tensor:
+    """``<C_t, h_t>`` of the selective scan, channels-last and loop-free, for ONNX export.
+
+    Args:
+        u, dt: ``(b, K, L, d)`` (``dt`` after softplus).
+        A: ``(K, N, d)``, negative.
+        B, C: ``(b, K, L, N)``.
+        length: ``L`` as the caller traced it (the exporter may fold the size of a
+            reshaped tensor into a constant).
+        chunk: steps per chunk (default :data:`EXPORT_CHUNK`).
+
+    Returns:
+        ``(b, K, L, d)`` (no ``D`` term).
+
+    ``L`` is cut into ``ceil(L / chunk)`` chunks (zero-padded: ``dt = 0`` there, so the
+    padding neither decays nor feeds the state). Per chunk step, all chunks at once: an
+    unrolled sweep gives each chunk's end state from a zero start; the state entering
+    chunk ``j`` is ``sum_{i<j} exp(A (S_start(j) - S_end(i))) end_i`` (dense over the
+    chunks, ``S = cumsum(dt)``); a second sweep runs from those states and contracts with
+    ``C`` at every step. Per-step tensors are ``(b, K, L / chunk, N, d)``, small enough to
+    stay in cache; exponents are never positive; ``O(b K N d (L + (L / chunk)^2))``.
+    """
+    T = chunk or EXPORT_CHUNK
+    N, d = A.shape[-2:]  # sizes of a parameter: constants in the exported graph
+    L = u.shape[2] if length is None else length
+    pad = (T - L % T) % T
+    z = torch.cat([dt, dt * u, B, C], dim=-1)
+    z = F.pad(z, (0, 0, 0, pad)).unflatten(2, (-1, T))  # (b, K, nc, T, 2d + 2N)
+    dt, w, B, C = z.split([d, d, N, N], dim=-1)
+    dt, w = dt.unsqueeze(-2), w.unsqueeze(-2)  # (b, K, nc, T, 1, d)
+    B, C = B.unsqueeze(-1), C.unsqueeze(-1)  # (b, K, nc, T, N, 1)
+    A = A[:, None, None]  # (K, 1, 1, N, d)
+    a = torch.exp(torch.clamp(A * dt, min=_EXP_MIN))  # (b, K, nc, T, N, d)
+    x = w * B
+    a_t, x_t, c_t = a.split(1, dim=3), x.split(1, dim=3), C.split(1, dim=3)
+    h = x_t[0]
+    for t in range(1, T):  # end state of every chunk, from a zero start
+        h = a_t[t] * h + x_t[t]
+    tot = dt.sum(3, keepdim=True)  # (b, K, nc, 1, 1, d)
+    end = tot.cumsum(2)
+    gaps = (end - tot) - end.transpose(2, 3)  # (b, K, j, i, 1, d): S_start(j) - S_end(i)
+    nc = (L + pad) // T
+    causal = torch.ones(nc, nc, dtype=torch.bool, device=u.device).tril(-1)  # i < j
+    gaps = torch.where(causal[:, :, None, None], gaps, 1e30)  # i >= j: exp(-80) ~ 0
+    carry = torch.exp(torch.clamp(A * gaps, _EXP_MIN, 0.0))  # (b, K, j, i, N, d)
+    h = (carry * h.transpose(2, 3)).sum(3, keepdim=True)  # the state entering each chunk
+    ys = []
+    for t in range(T):
+        h = a_t[t] * h + x_t[t]
+        ys.append((h * c_t[t]).sum(-2))  # (b, K, nc, 1, d)
+    return torch.cat(ys, 3).flatten(2, 3)[:, :, :L]
+
+
+def selective_scan_export(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                           D: Optional[Tensor], delta_bias: Optional[Tensor],
                           delta_softplus: bool) -> Tensor:
-    """The scan in closed form, of plain differentiable ops and no loop, for
-    ONNX export (any ``L``: dynamic input sizes): ``h_t = sum_{s<=t}
-    exp(A (S_t - S_s)) dt_s u_s B_s`` with ``S = cumsum(dt)``. Exponents of the
-    kept terms are never positive; memory is ``O(b K d N L^2)``."""
+    """The scan of plain differentiable ops and no data-dependent loop, for ONNX export
+    (any ``L``: dynamic input sizes): :func:`scan_chunked_export` on channels-last views.
+    Same arguments and result as the other backends (float32)."""
     b, num_dirs, d_state, length = B.shape
     u, A = u.float(), A.float()
-    dt = delta_to_dt(delta, delta_bias, delta_softplus)  # (b, K*d, L)
-    cum = dt.cumsum(-1)
-    gaps = cum.unsqueeze(-1) - cum.unsqueeze(-2)  # (b, K*d, t, s): S_t - S_s
-    causal = torch.ones_like(gaps[0, 0]).tril()
-    decay = torch.exp(torch.clamp(A[None, :, :, None, None] * gaps.unsqueeze(2), max=0.0))
-    decay = decay * causal  # (b, K*d, N, t, s)
-    shape = (b, num_dirs, -1, d_state, length)
-    Bc = B.float().unsqueeze(2)  # (b, K, 1, N, L), broadcast over each direction's channels
-    Cc = C.float().unsqueeze(2)
-    x = (dt * u).view(b, num_dirs, -1, 1, length) * Bc  # (b, K, d, N, s)
-    h = (decay.view(*shape, length) * x.unsqueeze(-2)).sum(-1)  # (b, K, d, N, t)
-    y = (h * Cc).sum(3).reshape(u.shape)
+    dt = delta.float()
+    if delta_bias is not None:
+        dt = dt + delta_bias.float()[:, None]
+    if delta_softplus:
+        dt = softplus_export(dt)
+
+    def channels_last(t: Tensor) -> Tensor:  # (b, K*d, L) -> (b, K, L, d)
+        return t.unflatten(1, (num_dirs, -1)).transpose(2, 3)
+
+    y = scan_chunked_export(channels_last(u), channels_last(dt),
+                            A.unflatten(0, (num_dirs, -1)).transpose(1, 2),
+                            B.float().transpose(2, 3), C.float().transpose(2, 3), length)
+    y = y.transpose(2, 3).flatten(1, 2)  # (b, K*d, L)
     if D is not None:
         y = y + D.float()[:, None] * u
     return y
@@ -197,8 +267,8 @@ def selective_scan_torch(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tens
     ``O(chunk_size + L / chunk_size)`` times, not ``L`` (``chunk_size=None``:
     :func:`default_chunk_size`, ``O(sqrt(L))`` iterations). Decays are only ever
     multiplied, never inverted (stable for ``dt >= 0``, ``A <= 0``).
-    While exporting to ONNX, the loop-free :func:`_selective_scan_dense` runs
-    instead. Returns ``(b, K*d, L)`` in ``u``'s dtype."""
+    While exporting to ONNX, the loop-free chunked form of
+    :func:`scan_chunked_export` runs instead. Returns ``(b, K*d, L)`` in ``u``'s dtype."""
     check_inputs(u, delta, A, B, C, D, delta_bias)
     length = u.shape[-1]
     if chunk_size is None:
@@ -206,7 +276,7 @@ def selective_scan_torch(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tens
     if chunk_size < 1:
         raise ValueError(f'chunk_size must be >= 1, got {chunk_size}')
     if torch.onnx.is_in_onnx_export():
-        return _selective_scan_dense(u, delta, A, B, C, D, delta_bias,
+        return selective_scan_export(u, delta, A, B, C, D, delta_bias,
                                      delta_softplus).to(u.dtype)
     chunk = math.ceil(length / math.ceil(length / chunk_size))
     optional = [None if t is None else t.float() for t in (D, delta_bias)]

@@ -20,15 +20,7 @@ Conventions shared by the kernels:
 import triton
 import triton.language as tl
 
-LOG2E = tl.constexpr(1.4426950408889634)
-
-
-@triton.jit
-def _softplus(x):
-    """``max(x, 0) + log1p(exp(-|x|))``, ``log1p`` as a compensated ``log``."""
-    e = tl.exp(-tl.abs(x))
-    p = e + 1.0
-    return tl.maximum(x, 0.0) + tl.log(p) - ((p - 1.0) - e) / p
+from .triton_fwd_kernels import LOG2E, _softplus
 
 
 @triton.jit
