@@ -40,6 +40,15 @@ def reference_s(fixtures_dir: Path) -> dict:
     return torch.load(fixtures_dir / 'reference_s.pt', weights_only=True)
 
 
+@pytest.fixture
+def no_tf32():
+    """Full float32 matrix products on the GPU (TF32 off) for the test, restored after."""
+    flags = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -270,14 +270,6 @@ def test_benchmark_refuses_cpu(monkeypatch):
 
 
 # ----------------------------------------------------------------- on a GPU
-@pytest.fixture
-def no_tf32():
-    flags = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    yield
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
-
-
 def _poison_allocator() -> None:
     """Fill the caching allocator's free memory with NaN, so that an output element no
     kernel writes cannot pass for a correct value left by an earlier run."""

@@ -317,14 +317,6 @@ def test_fused_modules_differentiable_in_training():
 
 
 # ----------------------------------------------------------------- on a GPU
-@pytest.fixture
-def no_tf32():
-    flags = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    yield
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
-
-
 def _skip_without(reason: str) -> None:
     if reason:
         pytest.skip(reason)
