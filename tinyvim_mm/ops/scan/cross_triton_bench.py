@@ -134,13 +134,8 @@ def _kernel_ms(fn: Callable[[], object], repeats: int) -> float:
 
 
 def _backends() -> List[str]:
-    names = ['triton']
-    try:
-        import selective_scan_cuda  # noqa: F401  (mamba-ssm's extension alone)
-        names.append('cuda')
-    except ImportError:
-        pass
-    return names + ['torch']
+    from .cuda import extension_available
+    return ['triton'] + (['cuda'] if extension_available() else []) + ['torch']
 
 
 def benchmark(shapes: Sequence[Shape] = DEFAULT_SHAPES,
