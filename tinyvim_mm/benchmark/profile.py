@@ -1,0 +1,117 @@
+"""Where a model's time goes: kernel (GPU) or operator (CPU) time of repeated calls
+under ``torch.profiler``, grouped into categories (scan, fused FFN, convolution, matrix
+products, normalisation, pooling / resampling, elementwise, layout copies).
+
+On CUDA the device time of every kernel is summed (gaps between launches are not
+counted; ``busy_fraction`` relates the sum to the wall time of the same calls); on the
+CPU the operators' self time. Used by ``tools/profile_kernels.py``.
+"""
+import re
+import time
+from collections import defaultdict
+from typing import Any, Callable, Dict, List, Sequence, Tuple
+
+import torch
+
+#: (category, pattern) tried in order on a kernel / operator name (lower case).
+CATEGORIES: Tuple[Tuple[str, str], ...] = (
+    ('scan', r'scan|selective'),
+    ('fused FFN', r'ffn'),
+    ('convolution', r'conv|cudnn|implicit_gemm|dgrad|wgrad|fprop|nchwtonhwc|nhwctonchw'),
+    ('matrix product', r'gemm|matmul|\bmm\b|addmm|bmm|linear|cutlass|sm\d+_xmma|ampere_|cublas'),
+    ('normalisation', r'norm|welford|bn_'),
+    ('pooling / resampling', r'pool|upsample|interp|bilinear|nearest'),
+    ('layout copy', r'copy|transpose|permute|contiguous|\bcat\b|catarray|clone|index'),
+    ('elementwise', r'elementwise|vectorized|triton_|unrolled|reduce|softplus|gelu|add|mul|exp'),
+)
+
+
+def categorise(name: str) -> str:
+    """The category of a kernel or operator name (``'other'`` if none matches)."""
+    lower = name.lower()
+    for category, pattern in CATEGORIES:
+        if re.search(pattern, lower):
+            return category
+    return 'other'
+
+
+def _event_time_us(event: Any, device: torch.device) -> float:
+    if device.type == 'cuda':
+        device_us = getattr(event, 'device_time_total', None)  # cuda_time_total before 2.4
+        return event.cuda_time_total if device_us is None else device_us
+    return event.self_cpu_time_total
+
+
+def kernel_profile(step: Callable[[], Any], device: torch.device, repeats: int = 5,
+                   top: int = 15) -> Dict[str, Any]:
+    """Profile ``repeats`` calls of ``step`` (after two warm-up calls).
+
+    Returns:
+        dict with ``total_ms`` (kernel / operator time per call), ``wall_ms`` (per call,
+        same calls), ``busy_fraction``, ``categories`` (list of dicts: ``category``,
+        ``ms``, ``share``, ``calls`` per call) sorted by time, and ``top`` kernels.
+    """
+    from torch.profiler import ProfilerActivity, profile
+    cuda = device.type == 'cuda'
+    for _ in range(2):
+        step()
+    if cuda:
+        torch.cuda.synchronize(device)
+    activities = [ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]
+    with profile(activities=activities) as prof:
+        begin = time.perf_counter()
+        for _ in range(repeats):
+            step()
+        if cuda:
+            torch.cuda.synchronize(device)
+        wall_ms = (time.perf_counter() - begin) * 1e3 / repeats
+    per_name: Dict[str, List[float]] = defaultdict(lambda: [0.0, 0])
+    for event in prof.key_averages():
+        if cuda and getattr(event, 'device_type', None) is not None \
+                and event.device_type != torch.autograd.DeviceType.CUDA:
+            continue
+        us = _event_time_us(event, device)
+        if us <= 0:
+            continue
+        per_name[event.key][0] += us / 1e3 / repeats
+        per_name[event.key][1] += event.count / repeats
+    total = sum(ms for ms, _ in per_name.values())
+    grouped: Dict[str, List[float]] = defaultdict(lambda: [0.0, 0])
+    for name, (ms, calls) in per_name.items():
+        group = grouped[categorise(name)]
+        group[0] += ms
+        group[1] += calls
+    categories = [dict(category=c, ms=ms, share=ms / total if total else 0.0, calls=calls)
+                  for c, (ms, calls) in sorted(grouped.items(), key=lambda kv: -kv[1][0])]
+    kernels = [dict(name=n, category=categorise(n), ms=ms, share=ms / total if total else 0.0,
+                    calls=calls)
+               for n, (ms, calls) in sorted(per_name.items(), key=lambda kv: -kv[1][0])[:top]]
+    return dict(device=str(device), repeats=repeats, total_ms=total, wall_ms=wall_ms,
+                busy_fraction=total / wall_ms if wall_ms else 0.0, categories=categories,
+                top=kernels)
+
+
+def profile_markdown(result: Dict[str, Any], title: str = '') -> str:
+    """Markdown tables of :func:`kernel_profile`'s result: categories, then top kernels."""
+    what = 'kernel' if result['device'].startswith('cuda') else 'operator (self CPU)'
+    lines = [f'{title}: {what} time {result["total_ms"]:.3f} ms per call, wall '
+             f'{result["wall_ms"]:.3f} ms (busy {100 * result["busy_fraction"]:.0f} %)\n'
+             if title else '',
+             '| category | ms per call | share | count per call |', '|---|---|---|---|']
+    lines += [f'| {c["category"]} | {c["ms"]:.3f} | {100 * c["share"]:.1f} % | {c["calls"]:.0f} |'
+              for c in result['categories']]
+    lines += ['', f'| top {what}s | category | ms per call | share | calls |',
+              '|---|---|---|---|---|']
+    lines += [f'| `{_short(k["name"])}` | {k["category"]} | {k["ms"]:.3f} | '
+              f'{100 * k["share"]:.1f} % | {k["calls"]:.0f} |' for k in result['top']]
+    return '\n'.join(line for line in lines if line is not None)
+
+
+def _short(name: str, width: int = 70) -> str:
+    name = name.replace('|', '/')
+    return name if len(name) <= width else name[:width - 1] + '…'
+
+
+def shares(result: Dict[str, Any], categories: Sequence[str]) -> float:
+    """Summed share of ``categories`` in a :func:`kernel_profile` result."""
+    return sum(c['share'] for c in result['categories'] if c['category'] in categories)
