@@ -81,7 +81,8 @@ def build(args: argparse.Namespace) -> torch.nn.Module:
             raise SystemExit(f'error: --scan-backend given, but {args.model} has no TinyViM')
         for scan in scans:
             scan.backend = check_backend(args.scan_backend)
-    return model if args.backward else model.eval()
+    model.train(args.backward)  # some backbones' train() returns None
+    return model
 
 
 def main(argv: Optional[List[str]] = None) -> dict:

@@ -1,6 +1,8 @@
 """Every measurement kind on the CPU at tiny sizes (1-2 timed calls): the numbers exist,
 the folded and fast forms compute the training form's outputs, a timm peer is
 reparameterized, the runner-level training runs the config's loop on in-memory samples."""
+import math
+
 import pytest
 import torch
 import torch.nn as nn
@@ -83,7 +85,9 @@ def test_runner_train_toy_classification(ctx):
         row = runner_train(ctx, spec, variant, iters=2, warmup=1, batch=2, img_size=(32, 32))
         assert row['iters'] == 2 and row['img_per_s'] > 0 and row['iter_per_s'] > 0
         assert row['img_size'] == [32, 32] and row['first_iter_s'] > 0
-        assert row['optim_wrapper'] == 'AGCOptimWrapper'  # CPU: fast_training is off
+        # fast_training: AMP on a GPU, off on the CPU
+        assert row['optim_wrapper'] == ('AmpAGCOptimWrapper' if torch.cuda.is_available()
+                                        else 'AGCOptimWrapper')
         assert 0 < row['first_loss'] < 10 and row['last_loss'] > 0
 
 
@@ -108,3 +112,14 @@ def test_teacherless_inference_build():
     model = build_classifier(parse_model('configs/tinyvim_s_8xb128_in1k.py'), True)
     assert model.model.teacher is None and model.model.backbone.deploy  # folded
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, 1000)
+
+
+def test_runner_train_segmentation_twice(ctx):
+    """Two runs of an mmseg config in one process: its named visualizer must not carry
+    the first run's (deleted) work dir into the second."""
+    spec = parse_model(dict(name='configs/fpn_tinyvim_s_toy_ade.py', cfg_options=TINY_DENSE))
+    rows = [runner_train(ctx, spec, TrainVariant(name), iters=1, warmup=1, batch=2,
+                         img_size=(32, 32)) for name in ('first', 'second')]
+    for row in rows:
+        assert row['iters'] == 1 and row['img_per_s'] > 0 and math.isfinite(row['last_loss'])
+        assert row['peak_mem_gb'] is None  # CPU: no device memory statistics

@@ -118,18 +118,33 @@ class _Record(Hook):
 
 
 @needs_gpu
-def test_fast_form_tracks_the_plain_form_on_gpu(tmp_path):
-    """Same data, same init: fp16 AMP + channels-last + fused AdamW give the plain fp32
-    form's losses over the first iterations within 2 % (fp16 rounding of activations,
-    ~1e-3 relative per layer, grows slowly over a few steps; a wrong setting — unscaled
-    gradients, a transposed layout — is off by far more)."""
+def test_fast_layout_tracks_the_plain_form_on_gpu(tmp_path, no_tf32):
+    """Same data, same init, float32: channels-last + fused AdamW give the plain form's
+    losses over 5 iterations within 0.5 % (only the order of float32 sums changes: cuDNN's
+    channels-last kernels, the fused optimizer; a transposed layout or a wrong optimizer
+    state is off by far more)."""
+    plain = toy_seg(tmp_path / 'plain', iters=5)
+    plain.fast_training = None
+    fast = toy_seg(tmp_path / 'fast', iters=5)
+    fast.fast_training = dict(channels_last=True, fused_optimizer=True)
+    a, b = _losses(plain), _losses(fast)
+    assert len(a) == len(b) == 5 and all(math.isfinite(x) for x in a + b)
+    assert max(abs(x - y) / abs(x) for x, y in zip(a, b)) < 5e-3, (a, b)
+
+
+@needs_gpu
+def test_amp_form_starts_at_the_plain_loss_on_gpu(tmp_path, no_tf32):
+    """With every fast setting (fp16 AMP too) the first loss, before any update, is the
+    float32 one within 5 % (a device run: 1.6 %, fp16 activations through a randomly
+    initialised network); the trajectories then part (fp16 rounding, the loss scaler's
+    skipped first steps), so later losses are only checked to be finite."""
     plain = toy_seg(tmp_path / 'plain', iters=5)
     plain.fast_training = None
     fast = toy_seg(tmp_path / 'fast', iters=5)
     fast.fast_training = dict(amp='float16', channels_last=True, fused_optimizer=True)
     a, b = _losses(plain), _losses(fast)
     assert len(a) == len(b) == 5 and all(math.isfinite(x) for x in a + b)
-    assert max(abs(x - y) / abs(x) for x, y in zip(a, b)) < 0.02, (a, b)
+    assert abs(a[0] - b[0]) / abs(a[0]) < 0.05, (a, b)
 
 
 @needs_gpu
@@ -138,6 +153,7 @@ def test_resume_is_exact_in_the_fast_form(tmp_path):
     scaler and the fused optimizer state are in the checkpoint)."""
     cfg = toy_seg(tmp_path / 'full', iters=4)
     cfg.randomness = dict(seed=0, deterministic=True)
+    cfg.train_cfg.val_begin = 100  # mmseg's IoUMetric (histc) has no deterministic CUDA form
     cfg.custom_hooks = [dict(type='CheckpointGuardHook')]
     cfg.fast_training = dict(amp='float16', channels_last=True, fused_optimizer=True)
     full = _losses(copy.deepcopy(cfg))

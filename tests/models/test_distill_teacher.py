@@ -1,6 +1,8 @@
 """The distillation teacher: built only when training needs it (inference and evaluation
 never build it nor need its checkpoint), fast on CUDA (half precision, channels-last)
 without changing the hard labels it hands the student."""
+import copy
+
 import pytest
 import torch
 
@@ -53,8 +55,13 @@ def test_bad_teacher_fast(fast):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
 def test_fast_teacher_keeps_the_hard_labels_on_gpu():
-    """DeiT's RegNetY-16GF (random weights: its hard labels are as close to ties as they
-    get) in fp16 + channels-last gives the fp32 teacher's argmax on >= 99.9 % of a batch."""
+    """DeiT's RegNetY-16GF in fp16 + channels-last gives the fp32 teacher's hard labels.
+
+    With random weights (no trained checkpoint can be downloaded here) and noise images
+    the logits are near ties, far closer than a trained teacher's on images: 0.3 % of
+    such a batch flipped in a device run. So: every image whose fp32 top-2 margin exceeds
+    twice the largest fp16 logit error keeps its label, and >= 99 % of all do; the
+    method that reports it, ``teacher_agreement``, agrees with the count."""
     init_default_scope('mmpretrain')
     model = DistillImageClassifier(
         backbone=dict(type='TinyViM', arch='s', out_indices=(3, )),
@@ -63,7 +70,19 @@ def test_fast_teacher_keeps_the_hard_labels_on_gpu():
         teacher=dict(type='TimmClassifier', model_name='regnety_160', num_classes=1000),
         teacher_checkpoint='unused.pth').cuda()
     model._teacher_loaded = True  # random weights stand in for the checkpoint
+    reference = copy.deepcopy(model.teacher).float()
     torch.manual_seed(0)
     x = torch.randn(1024, 3, 224, 224, device='cuda')
+    fast, exact = [], []
+    for chunk in x.split(256):
+        fast.append(model.teacher_logits(chunk).float())
+        with torch.no_grad():
+            exact.append(reference(chunk, mode='tensor').float())
+    fast, exact = torch.cat(fast), torch.cat(exact)
+    top2 = exact.topk(2, dim=1).values
+    decisive = (top2[:, 0] - top2[:, 1]) > 2 * (fast - exact).abs().max()
+    same = fast.argmax(1) == exact.argmax(1)
+    assert bool(same[decisive].all()), int((~same[decisive]).sum())
+    assert float(same.float().mean()) >= 0.99
     agreement = sum(model.teacher_agreement(chunk) for chunk in x.split(256)) / 4
-    assert agreement >= 0.999, agreement
+    assert abs(agreement - float(same.float().mean())) < 0.01

@@ -55,9 +55,16 @@ def test_triton_mixer_matches_the_portable_path():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
-@pytest.mark.parametrize('dtype', [torch.float32, torch.float16])
-def test_triton_mixer_on_gpu(dtype, no_tf32):
-    """Same on the GPU, with autocast for half precision (fp16 projections: 2e-2)."""
+@pytest.mark.parametrize('dtype, tol', [(torch.float32, 5e-3), (torch.float16, 5e-2)])
+def test_triton_mixer_on_gpu(dtype, tol, no_tf32):
+    """Same on the GPU at a detection-sized map (the scan at 25x42), with autocast for
+    half precision. The output agrees to 1e-5; the gradients of this randomly initialised
+    mixer are ill-conditioned (its LayerNorm backward amplifies float32 rounding): the
+    per-step 'ref' and the 'torch' backend, each within 5e-7 of a float64 scan at the op
+    level, differ here by 1.2e-3 (x) and 1.6e-3 (A_logs) on the CPU, hence 5e-3; fp16
+    projections (rounded in a different order: folded in the Triton path) 10x that. The
+    op-level tests hold the 1e-4 bound. The loss is a sum, so that no fp16 gradient is
+    subnormal."""
     import copy
     from tinyvim_mm.models.layers import LaplaceMixer
     ref = LaplaceMixer(96, 0.5, 2, scan_backend='torch').cuda().train()
@@ -69,8 +76,10 @@ def test_triton_mixer_on_gpu(dtype, no_tf32):
         xi = x.clone().requires_grad_()
         with torch.autocast('cuda', dtype=dtype, enabled=dtype != torch.float32):
             y = model(xi)
-        y.float().square().mean().backward()
+        y.float().square().sum().backward()
         outs.append((y.float(), xi.grad, model.A_logs.grad, model.x_proj_weight.grad))
-    tol = 1e-4 if dtype == torch.float32 else 2e-2
-    for a, b in zip(outs[1], outs[0]):
-        assert float((a - b).norm() / b.norm()) < tol
+    y_tol = 1e-5 if dtype == torch.float32 else 1e-2
+    for name, a, b, bound in zip(('y', 'x grad', 'A_logs grad', 'x_proj grad'), outs[1],
+                                 outs[0], (y_tol, tol, tol, tol)):
+        err = float((a - b).norm() / b.norm())
+        assert err < bound, (name, err)

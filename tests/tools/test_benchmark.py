@@ -80,3 +80,25 @@ def test_benchmark_scan(tmp_path, monkeypatch, capsys):
     saved = json.loads(out.read_text())
     assert saved['results']['torch (chunk 4)']['max_abs_diff_out'] < 1e-5
     assert saved['results']['torch (chunk 4)']['max_abs_diff_grad'] < 1e-4
+
+
+def test_profile_kernels(tmp_path, capsys):
+    """The profile tool on the CPU: operator time by category adds up, the scan is found,
+    a toolbox config is profiled as its backbone (mmdet's ResNet too), bad input errors."""
+    tool = load_module(REPO / 'tools' / 'profile_kernels.py', 'profile_kernels_cli')
+    out = tmp_path / 'p.json'
+    result = tool.main(['tinyvim-s', '--img-size', '64', '--repeats', '1', '--json', str(out)])
+    assert result['total_ms'] > 0 and abs(sum(c['share'] for c in result['categories']) - 1) < 1e-6
+    assert 'scan' in {c['category'] for c in result['categories']}
+    assert json.loads(out.read_text())['what'].startswith('forward, 1x3x64x64, fp32')
+    assert '| category |' in capsys.readouterr().out
+    result = tool.main(['mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', '--img-size', '64',
+                        '--repeats', '1'])
+    assert 'scan' not in {c['category'] for c in result['categories']}
+    backward = tool.main(['tinyvim-s', '--backward', '--scan-backend', 'ref', '--batch', '2',
+                          '--img-size', '64', '--repeats', '1'])
+    assert backward['what'].startswith('forward + backward') and 'folded' not in backward['what']
+    with pytest.raises(SystemExit, match='TinyViM'):
+        tool.main(['timm:resnet18', '--fast'])
+    with pytest.raises(ValueError, match='backend'):
+        tool.main(['tinyvim-s', '--scan-backend', 'fastest', '--repeats', '1'])

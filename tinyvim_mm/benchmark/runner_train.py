@@ -94,6 +94,8 @@ def prepare_config(cfg, variant: TrainVariant, work_dir: str, max_iters: int):
         cfg.log_processor.by_epoch = False
     cfg.work_dir = work_dir
     cfg.experiment_name = f'benchmark_{uuid.uuid4().hex[:8]}'
+    if cfg.get('visualizer') is not None:  # a named one (mmdet, mmseg) would be reused,
+        cfg.visualizer.name = cfg.experiment_name  # with the last run's deleted work dir
     cfg.log_level = 'WARNING'
     return cfg
 
@@ -113,10 +115,28 @@ def _teacher_checkpoint(cfg, scope: str, work_dir: str) -> None:
     cfg.model.teacher_checkpoint = path
 
 
+class _PeakMemory(Hook):
+    """The peak device memory of the iterations after the warm-up, read first thing after
+    each (MMEngine's LogProcessor resets the peak statistics whenever it logs)."""
+    priority = 'HIGHEST'
+
+    def __init__(self, device: torch.device, warmup: int) -> None:
+        self.device = device
+        self.warmup = warmup
+        self.peak_gb: Optional[float] = None
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch: Any = None,
+                         outputs: Optional[dict] = None) -> None:
+        if batch_idx + 1 > self.warmup:
+            peak = peak_memory_gb(self.device)
+            if peak is not None:
+                self.peak_gb = max(self.peak_gb or 0.0, peak)
+
+
 class _IterTimes(Hook):
     """Wall time of every iteration (the device synchronised after it, as training does
-    anyway: MMEngine's RuntimeInfoHook reads the losses every iteration), the peak memory
-    from the end of the warm-up on, and the losses."""
+    anyway: MMEngine's RuntimeInfoHook reads the losses every iteration), the losses, and
+    the peak-memory reset at the end of the warm-up."""
     priority = 'LOWEST'
 
     def __init__(self, device: torch.device, warmup: int) -> None:
@@ -162,7 +182,8 @@ def runner_train(ctx: Context, spec: ModelSpec, variant: TrainVariant, iters: in
 
     Returns:
         img/s and iter/s (from the median iteration), median and p90 ms per iteration,
-        the first iteration's seconds, peak memory after the warm-up, first and last loss.
+        the first iteration's seconds, peak memory after the warm-up (GB, CUDA), first and
+        last loss.
     """
     from tinyvim_mm.engine.runner import build_runner
     if spec.kind != 'config':
@@ -189,8 +210,9 @@ def runner_train(ctx: Context, spec: ModelSpec, variant: TrainVariant, iters: in
             batch_size=batch, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
             collate_fn=dict(type='pseudo_collate'),
             dataset=PackedDataset(samples, batch * (warmup + iters))))
-        timer = _IterTimes(ctx.device, warmup)
+        timer, memory = _IterTimes(ctx.device, warmup), _PeakMemory(ctx.device, warmup)
         runner.register_hook(timer, priority='LOWEST')
+        runner.register_hook(memory, priority='HIGHEST')
         runner.train()
         applied = _applied(runner)
     finally:
@@ -209,7 +231,7 @@ def runner_train(ctx: Context, spec: ModelSpec, variant: TrainVariant, iters: in
     return dict(batch=batch, img_size=list(size), img_per_s=batch / median,
                 iter_per_s=1 / median, ms=round(median * 1e3, 3),
                 p90_ms=round(percentile(timed, 90) * 1e3, 3), iters=len(timed),
-                first_iter_s=round(times[0], 3), peak_mem_gb=peak_memory_gb(ctx.device),
+                first_iter_s=round(times[0], 3), peak_mem_gb=memory.peak_gb,
                 first_loss=timer.losses[0] if timer.losses else None,
                 last_loss=timer.losses[-1] if timer.losses else None,
                 cudnn_benchmark=bool(cfg.get('env_cfg', {}).get('cudnn_benchmark')), **applied)
