@@ -342,6 +342,49 @@ def test_agc_matches_timm_and_wrapper_applies_it():
         AGCOptimWrapper(torch.optim.SGD([param], lr=1.), clip_grad=dict(type='agc', eps=1e-3))
 
 
+def test_agc_grouped_matches_timm_on_a_whole_network():
+    """Grouping units of equal size changes nothing: a TinyViM classifier in channels-last
+    (non-contiguous 4-D gradients, 1-D and scalar parameters, units of many sizes) gets
+    timm's per-parameter result, with far fewer operators."""
+    from timm.utils.agc import adaptive_clip_grad
+    from torch.profiler import ProfilerActivity, profile
+
+    from tinyvim_mm.models import TinyViMClassifier
+    model = TinyViMClassifier(TINY_ARCH, num_classes=10).to(memory_format=torch.channels_last)
+    model.register_parameter('scalar', nn.Parameter(torch.tensor(0.5)))
+    ref = copy.deepcopy(model)
+    gen = torch.Generator().manual_seed(0)
+    before = []
+    for p, q in zip(model.parameters(), ref.parameters()):
+        grad = torch.randn(p.shape, generator=gen) * 0.05
+        before.append(grad)
+        p.grad = grad.clone().contiguous(memory_format=torch.channels_last) if p.ndim == 4 \
+            else grad.clone()
+        q.grad = grad.clone()
+    with profile(activities=[ProfilerActivity.CPU]) as grouped:
+        total = adaptive_clip_grad_(model.parameters(), clip_factor=0.02)
+    with profile(activities=[ProfilerActivity.CPU]) as per_parameter:
+        adaptive_clip_grad(ref.parameters(), clip_factor=0.02)
+    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-6, atol=1e-9, msg=name)
+    assert sum(not torch.equal(q.grad, g) for q, g in zip(ref.parameters(), before)) > 10
+    expected = torch.linalg.vector_norm(torch.cat([g.flatten() for g in before]))
+    assert total.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert _computing_ops(grouped) * 3 < _computing_ops(per_parameter)
+
+
+def _computing_ops(prof) -> int:
+    """Innermost ATen operators of a profile that compute (views and allocations left
+    out): what would each be a kernel launch on a GPU."""
+    free = ('view', 'reshape', 'detach', 'select', 'split', 'alias', 'as_strided', 'unbind',
+            'permute', 'expand', 'squeeze', 'unsqueeze', '_reshape_alias', 'narrow', 'slice',
+            'empty', 'empty_like', 'empty_strided', 'resize_', 'lift_fresh', 'result_type',
+            'item', '_local_scalar_dense', 't', '_unsafe_view')
+    events = [e for e in prof.events() if e.name.startswith('aten::')]
+    parents = {id(e.cpu_parent) for e in events if e.cpu_parent is not None}
+    return sum(id(e) not in parents and e.name[6:] not in free for e in events)
+
+
 # ---------------------------------------------------------------- released checkpoints
 def test_released_checkpoint_through_mmpretrain(s_model, synth, fixtures_dir, reference_s,
                                                 tmp_path):
