@@ -24,9 +24,10 @@ from typing import List, Optional
 import torch
 
 from tinyvim_mm.benchmark import Treatment, parse_model
-from tinyvim_mm.benchmark.models import FAST_DEFAULTS, build_classifier, fold, optimize_tinyvim
+from tinyvim_mm.benchmark.measure import Context, toolbox_model
+from tinyvim_mm.benchmark.models import FAST_DEFAULTS, build_classifier
 from tinyvim_mm.benchmark.profile import kernel_profile, profile_markdown, shares
-from tinyvim_mm.benchmark.toolbox import build_model, load_config, scope_of
+from tinyvim_mm.benchmark.toolbox import load_config, scope_of
 from tinyvim_mm.benchmark.treatments import inference_step, place, place_input
 from tinyvim_mm.models.layers import SelectiveScan
 from tinyvim_mm.ops import check_backend
@@ -55,26 +56,22 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def build(args: argparse.Namespace) -> torch.nn.Module:
-    """The profiled module on the CPU: a config's backbone, else a classifier."""
+def build(args: argparse.Namespace, treatment: Treatment,
+          device: torch.device) -> torch.nn.Module:
+    """The profiled module: a toolbox config's backbone, else a classifier."""
     spec = parse_model(args.model)
-    fold_it = not (args.no_reparameterize or args.backward)
     if args.fast and args.backward:
         raise SystemExit('error: --fast is an inference form; drop --backward')
-    if spec.kind == 'config' and scope_of(load_config(spec.target)) != 'mmpretrain':
-        cfg = load_config(spec.target)
-        torch.manual_seed(0)
-        model = build_model(cfg).backbone
-        if args.fast:
-            optimize_tinyvim(model, dict(FAST_DEFAULTS))
-        elif fold_it:
-            fold(model, 'config')
+    cfg = load_config(spec.target) if spec.kind == 'config' else None
+    if cfg is not None and scope_of(cfg) != 'mmpretrain':
+        spec = dataclasses.replace(spec, optimize=dict(FAST_DEFAULTS) if args.fast else None)
+        model = toolbox_model(Context(device), spec, treatment, cfg).backbone
     else:
         if args.fast:
             if spec.kind != 'tinyvim':
                 raise SystemExit(f'error: --fast applies to TinyViM models, not {args.model}')
             spec = parse_model(f'{args.model}:fast')
-        model = build_classifier(spec, fold_it, train=args.backward)
+        model = build_classifier(spec, treatment.reparameterize, train=args.backward)
     if args.scan_backend:
         scans = [m for m in model.modules() if isinstance(m, SelectiveScan)]
         if not scans:
@@ -92,7 +89,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     treatment = Treatment(dtype=args.dtype, channels_last=args.channels_last,
                           reparameterize=not (args.no_reparameterize or args.backward))
     torch.backends.cudnn.benchmark = True
-    model = place(build(args), treatment, device)
+    model = place(build(args, treatment, device), treatment, device)
     x = place_input(torch.randn(args.batch, 3, *size), treatment, device)
     if args.backward:
         scaler = torch.amp.GradScaler(device.type, enabled=args.dtype == 'fp16')

@@ -145,7 +145,7 @@ def _config(spec: ModelSpec, treatment: Treatment, eager_only: bool):
     return load_config(spec.target, spec.cfg_options)
 
 
-def _toolbox_model(ctx: Context, spec: ModelSpec, treatment: Treatment, cfg) -> torch.nn.Module:
+def toolbox_model(ctx: Context, spec: ModelSpec, treatment: Treatment, cfg) -> torch.nn.Module:
     """The model of ``cfg`` on the device in eval mode, folded / optimized as asked."""
     torch.manual_seed(ctx.seed)
     model = build_model(cfg).eval()
@@ -166,7 +166,7 @@ def dense(ctx: Context, spec: ModelSpec, treatment: Treatment, batch: int,
     rcnn = (cfg.model.get('test_cfg') or {}).get('rcnn')
     if scope == 'mmdet' and rcnn is not None:
         rcnn.score_thr = 0.0
-    model = _toolbox_model(ctx, spec, treatment, cfg)
+    model = toolbox_model(ctx, spec, treatment, cfg)
     data = dense_inputs(scope, batch, img_size, ctx.device, ctx.seed)
 
     def step() -> Any:
@@ -185,7 +185,7 @@ def backbone(ctx: Context, spec: ModelSpec, treatment: Treatment, batch: int,
     """The config's backbone alone on a ``(batch, 3, H, W)`` tensor."""
     treatment.check_device(ctx.device)
     cfg = _config(spec, treatment, eager_only=False)
-    net = _toolbox_model(ctx, spec, treatment, cfg).backbone
+    net = toolbox_model(ctx, spec, treatment, cfg).backbone
     x = place_input(_images(batch, img_size, ctx.seed), treatment, ctx.device)
     step = inference_step(net, x, treatment, ctx.device)
     peak_memory_reset(ctx.device)

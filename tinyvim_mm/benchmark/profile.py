@@ -96,15 +96,15 @@ def profile_markdown(result: Dict[str, Any], title: str = '') -> str:
     what = 'kernel' if result['device'].startswith('cuda') else 'operator (self CPU)'
     lines = [f'{title}: {what} time {result["total_ms"]:.3f} ms per call, wall '
              f'{result["wall_ms"]:.3f} ms (busy {100 * result["busy_fraction"]:.0f} %)\n'
-             if title else '',
-             '| category | ms per call | share | count per call |', '|---|---|---|---|']
+             ] if title else []
+    lines += ['| category | ms per call | share | count per call |', '|---|---|---|---|']
     lines += [f'| {c["category"]} | {c["ms"]:.3f} | {100 * c["share"]:.1f} % | {c["calls"]:.0f} |'
               for c in result['categories']]
     lines += ['', f'| top {what}s | category | ms per call | share | calls |',
               '|---|---|---|---|---|']
     lines += [f'| `{_short(k["name"])}` | {k["category"]} | {k["ms"]:.3f} | '
               f'{100 * k["share"]:.1f} % | {k["calls"]:.0f} |' for k in result['top']]
-    return '\n'.join(line for line in lines if line is not None)
+    return '\n'.join(lines)
 
 
 def _short(name: str, width: int = 70) -> str:

@@ -17,6 +17,13 @@ data_root_options() {
   for split in train val test; do echo "${split}_dataloader.dataset.data_root=$1"; done
 }
 
+# coco_options ROOT: data_root_options ROOT and the COCO evaluators' annotation file
+coco_options() {
+  data_root_options "$1"
+  echo "val_evaluator.ann_file=$1annotations/instances_val2017.json"
+  echo "test_evaluator.ann_file=$1annotations/instances_val2017.json"
+}
+
 # metric KEY TEST_WORK_DIR: KEY of the newest metrics json tools/test.py wrote there
 metric() {
   local json

@@ -29,9 +29,7 @@ train_args=(--work-dir "$WORK_DIR")
 start=$(date +%s)
 
 python tools/dataset_converters/make_toy_data.py --out "$DATA_DIR" --tasks coco --size "$DATA_SIZE"
-mapfile -t data < <(data_root_options "$ROOT")
-data+=(val_evaluator.ann_file="${ROOT}annotations/instances_val2017.json"
-  test_evaluator.ann_file="${ROOT}annotations/instances_val2017.json")
+mapfile -t data < <(coco_options "$ROOT")
 mapfile -t loaders < <(loader_options "$WORKERS")
 
 echo "== train: $CONFIG on $GPUS GPUs, $EPOCHS epochs x $BATCH images per GPU"

@@ -25,9 +25,7 @@ ROOT=$DATA_DIR/coco/
 start=$(date +%s)
 
 python tools/dataset_converters/make_toy_data.py --out "$DATA_DIR" --tasks coco --size "$DATA_SIZE"
-mapfile -t data < <(data_root_options "$ROOT")
-data+=(val_evaluator.ann_file="${ROOT}annotations/instances_val2017.json"
-  test_evaluator.ann_file="${ROOT}annotations/instances_val2017.json")
+mapfile -t data < <(coco_options "$ROOT")
 mapfile -t loaders < <(loader_options "$WORKERS")
 
 echo "== train: $CONFIG, $EPOCHS epochs x $BATCH images"
