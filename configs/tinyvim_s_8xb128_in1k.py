@@ -55,10 +55,15 @@ test_pipeline = [
 # Repeated augmentation, as the released training script (DeiT's RASampler, on by
 # default there): each selected image appears 3 times per epoch under different
 # augmentations, spread over the GPUs; an epoch keeps about len(dataset) samples.
+# default_collate stacks each batch in the workers, so the data preprocessor moves and
+# normalises one (pinned) tensor instead of 128 (28 ms of host time per iteration on an
+# H200 with MMEngine's per-sample pseudo_collate).
 train_dataloader = dict(
     batch_size=128,
     num_workers=8,
     persistent_workers=True,
+    pin_memory=True,
+    collate_fn=dict(type='default_collate'),
     sampler=dict(type='RepeatAugSampler', num_repeats=3, shuffle=True))
 val_dataloader = dict(batch_size=128, num_workers=8, persistent_workers=True,
                       dataset=dict(pipeline=test_pipeline))
@@ -68,6 +73,9 @@ lr = 2e-3
 optim_wrapper = dict(
     _delete_=True,
     type='AGCOptimWrapper',  # AmpAGCOptimWrapper under fast_training.amp (below)
+    # one parameter group per distinct setting (MMEngine's default makes one per
+    # parameter with a paramwise_cfg, and the fused AdamW then steps 445 groups)
+    constructor='MergedGroupsOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=lr, weight_decay=0.025, eps=1e-8, betas=(0.9, 0.999)),
     clip_grad=dict(type='agc', clip_factor=0.02, eps=1e-3),
     paramwise_cfg=dict(
@@ -93,9 +101,11 @@ train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=1)
 auto_scale_lr = dict(base_batch_size=1024)
 
 # EMA as timm's ModelEmaV2 with decay 0.99996 (weights and BN statistics);
-# validation and saved checkpoints use the EMA weights.
+# validation and saved checkpoints use the EMA weights. The Foreach variant gives
+# MMEngine's result in a few multi-tensor kernels instead of one per tensor.
 custom_hooks = [
-    dict(type='EMAHook', momentum=4e-5, update_buffers=True, priority='ABOVE_NORMAL')
+    dict(type='EMAHook', ema_type='ForeachExponentialMovingAverage', momentum=4e-5,
+         update_buffers=True, priority='ABOVE_NORMAL')
 ]
 default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3, save_best='auto'))

@@ -68,7 +68,8 @@ param_scheduler = [
 ]
 train_cfg = dict(max_epochs=max_epochs, val_interval=10)
 custom_hooks = [
-    dict(type='EMAHook', momentum=1 / 16, update_buffers=True, priority='ABOVE_NORMAL')
+    dict(type='EMAHook', ema_type='ForeachExponentialMovingAverage', momentum=1 / 16,
+         update_buffers=True, priority='ABOVE_NORMAL')
 ]
 default_hooks = dict(
     logger=dict(interval=10),

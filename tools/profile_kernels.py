@@ -11,8 +11,11 @@ Examples::
     # a classifier's training step (forward + backward), by scan backend
     python tools/profile_kernels.py tinyvim-b --backward --batch 2 --img-size 512 \\
         --scan-backend triton
+    # a config's whole training loop through MMEngine's Runner (in-memory samples):
+    # kernels, and the host functions that take the time
+    python tools/profile_kernels.py configs/tinyvim_s_8xb128_in1k_noteacher.py --runner
 
-A toolbox config is profiled as its backbone alone; ``tinyvim-{s,b,l}``, ``timm:NAME`` and
+A toolbox config is profiled as its backbone alone (with ``--runner``: its training loop); ``tinyvim-{s,b,l}``, ``timm:NAME`` and
 mmpretrain configs as classifiers. On the CPU the operators' self time is reported.
 """
 import argparse
@@ -22,11 +25,14 @@ from pathlib import Path
 from typing import List, Optional
 
 import torch
+from mmengine.config import DictAction
 
 from tinyvim_mm.benchmark import Treatment, parse_model
 from tinyvim_mm.benchmark.measure import Context, toolbox_model
 from tinyvim_mm.benchmark.models import FAST_DEFAULTS, build_classifier
-from tinyvim_mm.benchmark.profile import kernel_profile, profile_markdown, shares
+from tinyvim_mm.benchmark.profile import (hotspots_markdown, kernel_profile, profile_markdown,
+                                          shares)
+from tinyvim_mm.benchmark.runner_train import TrainVariant, runner_train
 from tinyvim_mm.benchmark.toolbox import load_config, scope_of
 from tinyvim_mm.benchmark.treatments import inference_step, place, place_input
 from tinyvim_mm.models.layers import SelectiveScan
@@ -44,8 +50,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="TinyViM's selective-scan backend (default: the model's)")
     parser.add_argument('--backward', action='store_true',
                         help='forward + backward of the training form (no folding)')
-    parser.add_argument('--batch', type=int, default=1)
-    parser.add_argument('--img-size', type=int, nargs='+', default=[224], help='H [W]')
+    parser.add_argument('--runner', action='store_true', help="a config's training loop "
+                        "through MMEngine's Runner (tinyvim_mm.benchmark.runner_train)")
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                        help='with --runner: overrides of the config, key=value')
+    parser.add_argument('--batch', type=int, default=None,
+                        help="default 1; with --runner the config's batch per GPU")
+    parser.add_argument('--img-size', type=int, nargs='+', default=None,
+                        help="H [W]; default 224; with --runner the config's training size")
     parser.add_argument('--dtype', default='fp32', choices=['fp32', 'fp16', 'bf16'])
     parser.add_argument('--channels-last', action='store_true')
     parser.add_argument('--no-reparameterize', action='store_true', help='keep the training form')
@@ -82,13 +94,41 @@ def build(args: argparse.Namespace, treatment: Treatment,
     return model
 
 
+def profile_runner(args: argparse.Namespace, device: torch.device) -> dict:
+    """The training loop of a config through the Runner: 3 warm-up and 2 timed
+    iterations, then ``--repeats`` profiled ones."""
+    spec = parse_model(args.model)
+    if spec.kind != 'config':
+        raise SystemExit(f'error: --runner takes a config, not {args.model}')
+    if args.fast or args.backward or args.scan_backend:
+        raise SystemExit('error: --runner trains the config as it is; give changes with '
+                         '--cfg-options (e.g. model.backbone.scan_backend=triton)')
+    size = None if args.img_size is None else (args.img_size * 2)[:2]
+    record = runner_train(Context(device), spec, TrainVariant('cli', dict(args.cfg_options)),
+                          iters=2, warmup=3, batch=args.batch, img_size=size,
+                          profile=args.repeats)
+    result = record.pop('profile')
+    what = (f'training loop (Runner), batch {record["batch"]}, '
+            f'{"x".join(map(str, record["img_size"]))}, {record["ms"]:.1f} ms per iteration '
+            'unprofiled')
+    result.update(model=args.model, what=what, run=record)
+    print(profile_markdown(result, f'{args.model}, {what}'))
+    print('\n' + hotspots_markdown(result['host']))
+    return result
+
+
 def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
     device = torch.device(args.device)
-    size = args.img_size * 2 if len(args.img_size) == 1 else args.img_size[:2]
+    torch.backends.cudnn.benchmark = True
+    if args.runner:
+        result = profile_runner(args, device)
+        _write(args.json, result)
+        return result
+    args.batch = args.batch or 1
+    size = ((args.img_size or [224]) * 2)[:2]
     treatment = Treatment(dtype=args.dtype, channels_last=args.channels_last,
                           reparameterize=not (args.no_reparameterize or args.backward))
-    torch.backends.cudnn.benchmark = True
     model = place(build(args, treatment, device), treatment, device)
     x = place_input(torch.randn(args.batch, 3, *size), treatment, device)
     if args.backward:
@@ -108,10 +148,14 @@ def main(argv: Optional[List[str]] = None) -> dict:
     result.update(model=args.model, fast=args.fast, scan_backend=args.scan_backend, what=what)
     print(profile_markdown(result, f'{args.model}{" (fast)" if args.fast else ""}, {what}'))
     print(f'\nscan share: {100 * shares(result, ["scan"]):.1f} %')
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(dataclasses.asdict(treatment) | result, indent=2))
+    _write(args.json, dataclasses.asdict(treatment) | result)
     return result
+
+
+def _write(path: Optional[Path], result: dict) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2, default=str))
 
 
 if __name__ == '__main__':

@@ -102,3 +102,25 @@ def test_profile_kernels(tmp_path, capsys):
         tool.main(['timm:resnet18', '--fast'])
     with pytest.raises(ValueError, match='backend'):
         tool.main(['tinyvim-s', '--scan-backend', 'fastest', '--repeats', '1'])
+
+
+def test_profile_runner_loop(tmp_path, capsys):
+    """--runner profiles a config's training loop through the Runner: operator time by
+    category, the host functions (the optimizer step among them, its calls counted per
+    iteration), the unprofiled iteration time; bad combinations error."""
+    tool = load_module(REPO / 'tools' / 'profile_kernels.py', 'profile_kernels_cli')
+    out = tmp_path / 'runner.json'
+    result = tool.main(['configs/tinyvim_s_toy_imagenet.py', '--runner', '--batch', '2',
+                        '--img-size', '32', '--repeats', '2', '--json', str(out)])
+    assert abs(sum(c['share'] for c in result['categories']) - 1) < 1e-6
+    assert result['repeats'] == 2 and result['wall_ms'] > 0
+    host = {row['function'].split(' (')[0]: row for row in result['host']}
+    assert host['train_step']['calls'] == 1 and host['train_step']['ms'] <= result['wall_ms']
+    assert 'backward' in host
+    assert result['run']['batch'] == 2 and result['run']['img_size'] == [32, 32]
+    assert json.loads(out.read_text())['what'].startswith('training loop (Runner), batch 2')
+    assert '| host function |' in capsys.readouterr().out
+    with pytest.raises(SystemExit, match='config'):
+        tool.main(['tinyvim-s', '--runner'])
+    with pytest.raises(SystemExit, match='--cfg-options'):
+        tool.main(['configs/tinyvim_s_toy_imagenet.py', '--runner', '--scan-backend', 'torch'])

@@ -65,6 +65,14 @@ def kernel_profile(step: Callable[[], Any], device: torch.device, repeats: int =
         if cuda:
             torch.cuda.synchronize(device)
         wall_ms = (time.perf_counter() - begin) * 1e3 / repeats
+    return summarise(prof, device, repeats, wall_ms, top)
+
+
+def summarise(prof: Any, device: torch.device, repeats: int, wall_ms: float,
+              top: int = 15) -> Dict[str, Any]:
+    """:func:`kernel_profile`'s result from a finished ``torch.profiler.profile`` that
+    covered ``repeats`` calls of ``wall_ms`` each."""
+    cuda = device.type == 'cuda'
     per_name: Dict[str, List[float]] = defaultdict(lambda: [0.0, 0])
     for event in prof.key_averages():
         if cuda and getattr(event, 'device_type', None) is not None \
@@ -104,6 +112,33 @@ def profile_markdown(result: Dict[str, Any], title: str = '') -> str:
               '|---|---|---|---|---|']
     lines += [f'| `{_short(k["name"])}` | {k["category"]} | {k["ms"]:.3f} | '
               f'{100 * k["share"]:.1f} % | {k["calls"]:.0f} |' for k in result['top']]
+    return '\n'.join(lines)
+
+
+def python_hotspots(profiler: Any, repeats: int, top: int = 25,
+                    min_ms: float = 0.5) -> List[Dict[str, Any]]:
+    """The functions of a finished ``cProfile.Profile`` that covered ``repeats`` calls
+    (e.g. training iterations), by cumulative time per call: where the host's time goes.
+    Functions under ``min_ms`` per call are left out; ``own_ms`` is the time spent in the
+    function itself (for a CUDA synchronisation: waiting for the GPU)."""
+    import pstats
+    rows = []
+    for (path, line, func), (_, calls, own, cumulative, _) in \
+            pstats.Stats(profiler).stats.items():  # type: ignore[attr-defined]
+        if cumulative * 1e3 / repeats < min_ms:
+            continue
+        where = f'{path.rsplit("site-packages/", 1)[-1]}:{line}' if line else path
+        rows.append(dict(function=f'{func} ({where})', ms=cumulative * 1e3 / repeats,
+                         own_ms=own * 1e3 / repeats, calls=calls / repeats))
+    return sorted(rows, key=lambda r: -r['ms'])[:top]
+
+
+def hotspots_markdown(rows: List[Dict[str, Any]]) -> str:
+    """Markdown table of :func:`python_hotspots`."""
+    lines = ['| host function | ms per call (cumulative) | own ms | calls per call |',
+             '|---|---|---|---|']
+    lines += [f'| `{_short(r["function"], 90)}` | {r["ms"]:.2f} | {r["own_ms"]:.2f} | '
+              f'{r["calls"]:.0f} |' for r in rows]
     return '\n'.join(lines)
 
 

@@ -9,8 +9,8 @@ the settings "released recipe vs our default" variants change (the configs'
 ``fast_training``: AMP, channels-last, fused AdamW, applied by ``FastTrainingRunner``
 while the runner is built) only take effect there.
 
-What is left out: files, JPEG decoding and CPU augmentations. The dataloader yields
-already packed samples (as ``Pack*Inputs`` would: ``uint8`` images and labels, boxes
+What is left out: files, JPEG decoding and CPU augmentations. The dataloader (the
+config's collate function and memory pinning, no workers) yields already packed samples (as ``Pack*Inputs`` would: ``uint8`` images and labels, boxes
 and masks or segmentation maps, see :mod:`.synthetic`), so the numbers measure the
 model and the loop, not the data pipeline or the machine's CPU count. Validation,
 checkpoint saving (once an epoch) and the config's schedule length are replaced by a
@@ -159,6 +159,45 @@ class _IterTimes(Hook):
             peak_memory_reset(self.device)
 
 
+class _LoopProfile(Hook):
+    """``torch.profiler`` (kernels) and ``cProfile`` (host functions) over ``iters``
+    iterations after the warm-up: what the loop spends on the device and on the host."""
+    priority = 'VERY_HIGH'
+
+    def __init__(self, device: torch.device, warmup: int, iters: int) -> None:
+        self.device, self.start, self.iters = device, warmup, iters
+        self.result: Optional[Dict[str, Any]] = None
+        self._torch: Any = None
+        self._python: Any = None
+        self._begin = 0.0
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch: Any = None) -> None:
+        if batch_idx != self.start:
+            return
+        import cProfile
+
+        from torch.profiler import ProfilerActivity, profile
+        synchronize(self.device)
+        cuda = self.device.type == 'cuda'
+        self._torch = profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU])
+        self._torch.__enter__()
+        self._python = cProfile.Profile()
+        self._begin = time.perf_counter()
+        self._python.enable()
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch: Any = None,
+                         outputs: Optional[dict] = None) -> None:
+        if batch_idx != self.start + self.iters - 1 or self._python is None:
+            return
+        synchronize(self.device)
+        self._python.disable()
+        wall_ms = (time.perf_counter() - self._begin) * 1e3 / self.iters
+        self._torch.__exit__(None, None, None)
+        from .profile import python_hotspots, summarise
+        self.result = summarise(self._torch, self.device, self.iters, wall_ms)
+        self.result['host'] = python_hotspots(self._python, self.iters)
+
+
 def _applied(runner) -> Dict[str, Any]:
     """What the built runner really trains with: optim wrapper, fused optimizer, memory
     format of the model's convolution weights."""
@@ -176,9 +215,12 @@ def _applied(runner) -> Dict[str, Any]:
 
 def runner_train(ctx: Context, spec: ModelSpec, variant: TrainVariant, iters: int,
                  warmup: int, batch: Optional[int] = None,
-                 img_size: Optional[Sequence[int]] = None) -> Dict[str, Any]:
+                 img_size: Optional[Sequence[int]] = None,
+                 profile: int = 0) -> Dict[str, Any]:
     """Train ``warmup + iters`` iterations of ``spec``'s config under ``variant`` through
-    MMEngine's ``Runner``; time the last ``iters``.
+    MMEngine's ``Runner``; time the last ``iters``. With ``profile`` > 0, that many more
+    iterations follow under the profilers (not timed), the result under ``'profile'``
+    (:func:`.profile.summarise` plus ``'host'``, the host's hot functions).
 
     Returns:
         img/s and iter/s (from the median iteration), median and p90 ms per iteration,
@@ -190,6 +232,8 @@ def runner_train(ctx: Context, spec: ModelSpec, variant: TrainVariant, iters: in
         raise ValueError(f'{spec.name}: the runner-level benchmark takes a config')
     if iters < 1 or warmup < 1:
         raise ValueError(f'iters and warmup must be >= 1, got {iters}, {warmup}')
+    if profile < 0:
+        raise ValueError(f'profile must be >= 0, got {profile}')
     cfg = load_config(spec.target, spec.cfg_options)
     scope = scope_of(cfg)
     batch = batch or cfg.train_dataloader.batch_size
@@ -198,21 +242,27 @@ def runner_train(ctx: Context, spec: ModelSpec, variant: TrainVariant, iters: in
     benchmark_mode = torch.backends.cudnn.benchmark
     runner = None
     try:
-        prepare_config(cfg, variant, work_dir, warmup + iters)
+        prepare_config(cfg, variant, work_dir, warmup + iters + profile)
         _teacher_checkpoint(cfg, scope, work_dir)
         torch.backends.cudnn.benchmark = bool(cfg.get('env_cfg', {}).get('cudnn_benchmark'))
         samples = packed_samples(scope, min(batch, POOL), size,
                                  find_value(cfg.model, 'num_classes') or 2, ctx.seed)
+        loader = cfg.train_dataloader  # its collate function and pinning are the config's
+        collate = dict(loader.get('collate_fn') or dict(type='pseudo_collate'))
+        pin_memory = bool(loader.get('pin_memory')) and ctx.device.type == 'cuda'
         cfg.train_dataloader = dict(batch_size=batch, num_workers=0,
                                     dataset=dict(type='in-memory, set below'))
         runner = build_runner(cfg)
         runner._train_dataloader = runner.build_dataloader(dict(
             batch_size=batch, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
-            collate_fn=dict(type='pseudo_collate'),
-            dataset=PackedDataset(samples, batch * (warmup + iters))))
+            collate_fn=collate, pin_memory=pin_memory,
+            dataset=PackedDataset(samples, batch * (warmup + iters + profile))))
         timer, memory = _IterTimes(ctx.device, warmup), _PeakMemory(ctx.device, warmup)
         runner.register_hook(timer, priority='LOWEST')
         runner.register_hook(memory, priority='HIGHEST')
+        profiler = _LoopProfile(ctx.device, warmup + iters, profile) if profile else None
+        if profiler is not None:
+            runner.register_hook(profiler, priority='VERY_HIGH')
         runner.train()
         applied = _applied(runner)
     finally:
@@ -224,7 +274,7 @@ def runner_train(ctx: Context, spec: ModelSpec, variant: TrainVariant, iters: in
                     handler.close()
         shutil.rmtree(work_dir, ignore_errors=True)
     times = [b - a for a, b in zip(timer.stamps, timer.stamps[1:])]
-    timed = times[warmup:]
+    timed = times[warmup:warmup + iters]
     median = statistics.median(timed)
     if not all(math.isfinite(v) for v in timer.losses):
         raise FloatingPointError(f'non-finite training loss: {timer.losses}')
@@ -234,4 +284,5 @@ def runner_train(ctx: Context, spec: ModelSpec, variant: TrainVariant, iters: in
                 first_iter_s=round(times[0], 3), peak_mem_gb=memory.peak_gb,
                 first_loss=timer.losses[0] if timer.losses else None,
                 last_loss=timer.losses[-1] if timer.losses else None,
-                cudnn_benchmark=bool(cfg.get('env_cfg', {}).get('cudnn_benchmark')), **applied)
+                cudnn_benchmark=bool(cfg.get('env_cfg', {}).get('cudnn_benchmark')), **applied,
+                **({'profile': profiler.result} if profiler is not None else {}))

@@ -1,0 +1,41 @@
+"""ForeachExponentialMovingAverage gives MMEngine's ExponentialMovingAverage bit for bit
+(weights and buffers, with an update interval), and EMAHook builds it from the config."""
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.model import ExponentialMovingAverage
+
+from conftest import REPO
+from tinyvim_mm.engine import ForeachExponentialMovingAverage
+from tinyvim_mm.models.backbones import TinyViM
+
+
+@pytest.mark.parametrize('update_buffers, interval', [(True, 1), (False, 2)])
+def test_equals_mmengine_ema(update_buffers, interval):
+    model = TinyViM(arch='s', out_indices=(3, )).train()
+    kwargs = dict(momentum=0.3, interval=interval, update_buffers=update_buffers)
+    ours = ForeachExponentialMovingAverage(model, **kwargs)
+    reference = ExponentialMovingAverage(model, **kwargs)
+    for step in range(4):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+            model(torch.randn(2, 3, 64, 64))  # BatchNorm statistics move
+        ours.update_parameters(model)
+        reference.update_parameters(model)
+        for (name, a), b in zip(ours.module.state_dict().items(),
+                                reference.module.state_dict().values()):
+            torch.testing.assert_close(a, b, rtol=0, atol=0, msg=f'step {step}: {name}')
+    moved = dict(ours.module.named_parameters())['patch_embed.0.c.weight']
+    assert not torch.equal(moved, dict(model.named_parameters())['patch_embed.0.c.weight'])
+
+
+def test_imagenet_config_uses_it():
+    cfg = Config.fromfile(str(REPO / 'configs' / 'tinyvim_s_8xb128_in1k.py'))
+    ema = next(h for h in cfg.custom_hooks if h['type'] == 'EMAHook')
+    assert ema['ema_type'] == 'ForeachExponentialMovingAverage'
+    from mmengine.registry import MODELS
+    built = MODELS.build(dict(type=ema['ema_type'], momentum=ema['momentum'],
+                              update_buffers=True), default_args=dict(model=torch.nn.Linear(2, 2)))
+    assert isinstance(built, ForeachExponentialMovingAverage)
+    assert built.momentum == ema['momentum']
