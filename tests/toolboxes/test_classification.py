@@ -126,7 +126,8 @@ def test_config_builds(arch, width, s_model):
     assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1:]))
 
     # EMA, data pipelines
-    assert cfg.custom_hooks == [dict(type='EMAHook', momentum=4e-5, update_buffers=True,
+    assert cfg.custom_hooks == [dict(type='EMAHook', ema_type='ForeachExponentialMovingAverage',
+                                     momentum=4e-5, update_buffers=True,
                                      priority='ABOVE_NORMAL')]
     train = {type(t).__name__: t
              for t in map(TRANSFORMS.build, cfg.train_dataloader.dataset.pipeline)}
