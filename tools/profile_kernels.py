@@ -15,8 +15,9 @@ Examples::
     # kernels, and the host functions that take the time
     python tools/profile_kernels.py configs/tinyvim_s_8xb128_in1k_noteacher.py --runner
 
-A toolbox config is profiled as its backbone alone (with ``--runner``: its training loop); ``tinyvim-{s,b,l}``, ``timm:NAME`` and
-mmpretrain configs as classifiers. On the CPU the operators' self time is reported.
+A toolbox config is profiled as its backbone alone (with ``--runner``: its training
+loop); ``tinyvim-{s,b,l}``, ``timm:NAME`` and mmpretrain configs as classifiers. On the
+CPU the operators' self time is reported.
 """
 import argparse
 import dataclasses

@@ -10,11 +10,12 @@ the settings "released recipe vs our default" variants change (the configs'
 while the runner is built) only take effect there.
 
 What is left out: files, JPEG decoding and CPU augmentations. The dataloader (the
-config's collate function and memory pinning, no workers) yields already packed samples (as ``Pack*Inputs`` would: ``uint8`` images and labels, boxes
-and masks or segmentation maps, see :mod:`.synthetic`), so the numbers measure the
-model and the loop, not the data pipeline or the machine's CPU count. Validation,
-checkpoint saving (once an epoch) and the config's schedule length are replaced by a
-fixed number of iterations; everything else is the config's.
+config's collate function and memory pinning, no workers) yields already packed samples
+(as ``Pack*Inputs`` would: ``uint8`` images and labels, boxes and masks or segmentation
+maps, see :mod:`.synthetic`), so the numbers measure the model and the loop, not the
+data pipeline or the machine's CPU count. Validation, checkpoint saving (once an epoch)
+and the config's schedule length are replaced by a fixed number of iterations;
+everything else is the config's.
 """
 import dataclasses
 import logging
