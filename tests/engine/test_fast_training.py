@@ -14,7 +14,8 @@ from mmengine.hooks import Hook
 from conftest import REPO
 from tinyvim_mm.datasets import make_toy_ade
 from tinyvim_mm.engine.fast_training import (FastTrainingRunner, apply_to_config,
-                                             plan_fast_training, prepare_model)
+                                             init_in_plain_layout, plan_fast_training,
+                                             prepare_model)
 
 FULL = dict(amp='float16', channels_last=True, fused_optimizer=True, compile=True)
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
@@ -64,6 +65,34 @@ def test_model_edits_keep_the_state_dict():
     prepare_model(model, dict(channels_last=True, compile=dict(backend='eager')))
     assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert list(model.state_dict()) == keys  # in-place compile: no `_orig_mod.` prefix
+
+
+def test_channels_last_weights_are_initialised_as_the_plain_form():
+    """The same seed gives the same weights in both layouts (a random initialiser run on
+    channels-last memory gives a permutation of them), and the layout and the parameter
+    objects survive."""
+    def build_and_init(channels_last: bool, wrap: bool) -> nn.Module:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 16, 3))
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        params = list(model.parameters())
+
+        def init():
+            for m in model:
+                nn.init.trunc_normal_(m.weight, std=0.02)
+        init_in_plain_layout(model, init) if wrap else init()
+        assert all(a is b for a, b in zip(params, model.parameters()))
+        return model
+
+    plain = build_and_init(channels_last=False, wrap=False)
+    fast = build_and_init(channels_last=True, wrap=True)
+    naive = build_and_init(channels_last=True, wrap=False)
+    for p, f, n in zip(plain.parameters(), fast.parameters(), naive.parameters()):
+        assert torch.equal(p, f)
+        if p.ndim == 4:
+            assert f.is_contiguous(memory_format=torch.channels_last)
+            assert not torch.equal(p, n)
 
 
 def toy_seg(tmp_path: Path, iters: int = 3) -> Config:

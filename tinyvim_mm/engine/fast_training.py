@@ -9,7 +9,9 @@ A config opts in with ``runner_type = 'FastTrainingRunner'`` and, for example::
 - ``amp``: ``'float16'`` / ``'bfloat16'`` mixed precision (the optim wrapper becomes its
   ``Amp*`` version: ``AGCOptimWrapper`` -> ``AmpAGCOptimWrapper``), or ``False``;
 - ``channels_last``: the model's weights (and so its activations) in channels-last memory
-  format, set before the model is wrapped for distributed training;
+  format, set before the model is wrapped for distributed training; the weights are
+  initialised in the plain layout (initialisers fill memory in order, so a channels-last
+  tensor would draw other values from the same seed), so both forms start alike;
 - ``fused_optimizer``: the fused CUDA implementation of ``Adam`` / ``AdamW`` / ``SGD``;
 - ``compile``: ``torch.compile`` of the backbone in place (``nn.Module.compile``: the
   state-dict keys stay), ``True`` or the keyword arguments of ``torch.compile``.
@@ -20,7 +22,7 @@ form, with one log line saying so. Any of them is turned off from the command li
 """
 import copy
 import logging
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -91,6 +93,21 @@ def prepare_model(model: nn.Module, settings: dict) -> nn.Module:
     return model
 
 
+def init_in_plain_layout(model: nn.Module, init: Callable[[], None]) -> None:
+    """Run ``init`` (a weight initialiser of ``model``) with ``model``'s 4-D tensors in
+    the contiguous layout, then return them to channels-last, in place (parameters keep
+    their identity, so optimizers and wrappers built on them stay valid).
+
+    Random initialisers fill memory in order: on channels-last weights the same seed
+    would give other weights than the plain form's.
+    """
+    model.to(memory_format=torch.contiguous_format)
+    try:
+        init()
+    finally:
+        model.to(memory_format=torch.channels_last)
+
+
 @RUNNERS.register_module()
 class FastTrainingRunner(Runner):
     """MMEngine's ``Runner`` that applies the config's ``fast_training`` settings (module
@@ -118,3 +135,9 @@ class FastTrainingRunner(Runner):
                       if torch.cuda.is_available() else None)
         settings, _ = plan_fast_training(self.cfg.get('fast_training'), capability)
         return super().wrap_model(model_wrapper_cfg, prepare_model(model, settings))
+
+    def _init_model_weights(self) -> None:
+        if self.fast_training.get('channels_last'):
+            init_in_plain_layout(self.model, super()._init_model_weights)
+        else:
+            super()._init_model_weights()

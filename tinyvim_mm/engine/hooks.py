@@ -25,14 +25,15 @@ def get_rng_states() -> Dict[str, Any]:
 
 
 def set_rng_states(states: Dict[str, Any]) -> None:
-    """Restore what :func:`get_rng_states` returned."""
+    """Restore what :func:`get_rng_states` returned (its tensors may have been loaded onto
+    a GPU, as a resumed checkpoint's are: the generators take them from the CPU)."""
     random.setstate(states['python'])
     kind, keys, pos, has_gauss, gauss = states['numpy']
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    torch.set_rng_state(states['torch'])
+    np.random.set_state((kind, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(states['torch'].cpu())
     cuda = states.get('cuda')
     if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
+        torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
 
 
 class _RestoreAfterSkip:
