@@ -148,17 +148,21 @@ class _Record(Hook):
 
 @needs_gpu
 def test_fast_layout_tracks_the_plain_form_on_gpu(tmp_path, no_tf32):
-    """Same data, same init, float32: channels-last + fused AdamW give the plain form's
-    losses over 5 iterations within 0.5 % (only the order of float32 sums changes: cuDNN's
-    channels-last kernels, the fused optimizer; a transposed layout or a wrong optimizer
-    state is off by far more)."""
+    """Same data, same seed, float32: channels-last + fused AdamW start from the plain
+    form's weights (the first loss equal to 1e-5) and follow its trajectory. Only the
+    order of float32 sums differs (cuDNN's channels-last kernels, the fused optimizer), and
+    AdamW's first steps (~lr * sign(g)) amplify that on near-zero gradients: on an H200 the
+    losses agree to 1e-4 after one step and part by up to 2.6 % at step 5. A transposed
+    layout or another initialisation is off at the first loss (1.6 % when the weights
+    were initialised in channels-last memory); a wrong optimizer state far more later."""
     plain = toy_seg(tmp_path / 'plain', iters=5)
     plain.fast_training = None
     fast = toy_seg(tmp_path / 'fast', iters=5)
     fast.fast_training = dict(channels_last=True, fused_optimizer=True)
     a, b = _losses(plain), _losses(fast)
     assert len(a) == len(b) == 5 and all(math.isfinite(x) for x in a + b)
-    assert max(abs(x - y) / abs(x) for x, y in zip(a, b)) < 5e-3, (a, b)
+    rel = [abs(x - y) / abs(x) for x, y in zip(a, b)]
+    assert rel[0] < 1e-5 and rel[1] < 1e-3 and max(rel) < 0.1, (a, b)
 
 
 @needs_gpu
@@ -178,8 +182,12 @@ def test_amp_form_starts_at_the_plain_loss_on_gpu(tmp_path, no_tf32):
 
 @needs_gpu
 def test_resume_is_exact_in_the_fast_form(tmp_path):
-    """4 iterations straight equal 2 + resumed 2, with every fast setting on (the AMP loss
-    scaler and the fused optimizer state are in the checkpoint)."""
+    """4 iterations straight against 2 + resumed 2, with every fast setting on (the AMP
+    loss scaler and the fused optimizer state are in the checkpoint). Up to the first loss
+    after the resume (the restored weights, RNG and data order) bit for bit; the last loss,
+    after the first resumed step, to 1e-5: CUDA's atomic-add backward kernels (bilinear
+    upsampling's) sum in no fixed order even with ``deterministic=True`` (an H200 run:
+    1.7e-6 apart), while a lost optimizer state or loss scale moves it by percents."""
     cfg = toy_seg(tmp_path / 'full', iters=4)
     cfg.randomness = dict(seed=0, deterministic=True)
     cfg.train_cfg.val_begin = 100  # mmseg's IoUMetric (histc) has no deterministic CUDA form
@@ -193,4 +201,40 @@ def test_resume_is_exact_in_the_fast_form(tmp_path):
     resumed = copy.deepcopy(cfg)
     resumed.merge_from_dict({'work_dir': str(tmp_path / 'half'), 'resume': True})
     rest = _losses(resumed)
-    assert first + rest == full, (first, rest, full)
+    assert len(rest) == 2 and first + rest[:1] == full[:3], (first, rest, full)
+    assert abs(rest[1] - full[3]) / abs(full[3]) < 1e-5, (first, rest, full)
+
+
+@needs_gpu
+def test_compiled_with_cuda_graphs_runs_the_whole_loop_on_gpu(tmp_path):
+    """The toy classification recipe with its backbone compiled into CUDA graphs
+    (``compile=dict(mode='reduce-overhead')``): a partial last batch (30 images in
+    batches of 8), validation with the EMA weights swapped in, two epochs; the first loss
+    as the eager AMP form's (same weights; fp16 kernels fused differently: 1 %)."""
+    from tinyvim_mm.datasets import make_toy_imagenet
+    root = make_toy_imagenet(tmp_path / 'toy', train_per_class=3, val_per_class=1).root
+
+    def toy_cls(work: str, compile_cfg) -> Config:
+        cfg = Config.fromfile(REPO / 'configs' / 'tinyvim_s_toy_imagenet.py')
+        loaders = {f'{split}_dataloader.{key}': value
+                   for split in ('train', 'val', 'test')
+                   for key, value in (('num_workers', 0), ('persistent_workers', False),
+                                      ('dataset.data_root', str(root)))}
+        cfg.merge_from_dict({**loaders, 'work_dir': str(tmp_path / work),
+                             'train_dataloader.batch_size': 8, 'val_dataloader.batch_size': 4,
+                             'train_cfg.max_epochs': 2, 'train_cfg.val_interval': 1,
+                             'param_scheduler': [], 'default_hooks.logger.interval': 1,
+                             'randomness': dict(seed=0, deterministic=False)})
+        cfg.fast_training.compile = compile_cfg
+        return cfg
+
+    runner = FastTrainingRunner.from_cfg(toy_cls('graphs', dict(mode='reduce-overhead')))
+    losses = []
+    runner.register_hook(_Record(losses), priority='LOWEST')
+    runner.train()
+    assert runner.fast_training['compile'] == dict(mode='reduce-overhead')
+    assert len(losses) == 8 and all(math.isfinite(x) for x in losses)
+    top1 = runner.message_hub.get_scalar('val/accuracy/top1').current()
+    assert 0 <= top1 <= 100
+    eager = _losses(toy_cls('eager', False))
+    assert abs(eager[0] - losses[0]) / abs(eager[0]) < 0.01, (eager, losses)

@@ -127,7 +127,7 @@ def _runner(data: Dict[str, Any], section: Dict[str, Any], cells: Dict[tuple, An
     """One row per config and training variant; ratio over the config's first variant."""
     columns = [c['name'] for c in section['columns']]
     header = ['config', 'variant', 'runs with', 'img/s', 'iter/s', 'ms/iter (p90)', 'peak GB',
-              f'× {columns[0]}']
+              'held GB', f'× {columns[0]}']
     rows = []
     for m in section['models']:
         first = cells.get((m['label'], columns[0]))
@@ -135,12 +135,14 @@ def _runner(data: Dict[str, Any], section: Dict[str, Any], cells: Dict[tuple, An
             cell = cells.get((m['label'], name))
             ok = bool(cell) and cell.get('status') == 'ok'
             ran = ', '.join([cell['optim_wrapper']] + [
-                flag for flag in ('channels_last', 'fused_optimizer') if cell[flag]]) \
+                flag for flag in ('channels_last', 'fused_optimizer', 'compiled')
+                if cell.get(flag)]) \
                 if ok else '—'
             rows.append([m['label'], name, ran, _value(cell, 'img_per_s'),
                          _value(cell, 'iter_per_s'),
                          f'{cell["ms"]:.1f} ({cell["p90_ms"]:.1f})' if ok else '—',
-                         _value(cell, 'peak_mem_gb', '.2f'), _ratio(cell, first, 'img_per_s')])
+                         _value(cell, 'peak_mem_gb', '.2f'), _value(cell, 'held_mem_gb', '.2f'),
+                         _ratio(cell, first, 'img_per_s')])
     return header, rows
 
 

@@ -118,13 +118,16 @@ def _teacher_checkpoint(cfg, scope: str, work_dir: str) -> None:
 
 class _PeakMemory(Hook):
     """The peak device memory of the iterations after the warm-up, read first thing after
-    each (MMEngine's LogProcessor resets the peak statistics whenever it logs)."""
+    each (MMEngine's LogProcessor resets the peak statistics whenever it logs): allocated,
+    and held (reserved by the caching allocator, CUDA-graph memory pools included: their
+    activations are not counted as allocated once the graph is recorded)."""
     priority = 'HIGHEST'
 
     def __init__(self, device: torch.device, warmup: int) -> None:
         self.device = device
         self.warmup = warmup
         self.peak_gb: Optional[float] = None
+        self.held_gb: Optional[float] = None
 
     def after_train_iter(self, runner, batch_idx: int, data_batch: Any = None,
                          outputs: Optional[dict] = None) -> None:
@@ -132,6 +135,8 @@ class _PeakMemory(Hook):
             peak = peak_memory_gb(self.device)
             if peak is not None:
                 self.peak_gb = max(self.peak_gb or 0.0, peak)
+                held = torch.cuda.max_memory_reserved(self.device) / 2**30
+                self.held_gb = round(max(self.held_gb or 0.0, held), 3)
 
 
 class _IterTimes(Hook):
@@ -201,7 +206,7 @@ class _LoopProfile(Hook):
 
 def _applied(runner) -> Dict[str, Any]:
     """What the built runner really trains with: optim wrapper, fused optimizer, memory
-    format of the model's convolution weights."""
+    format of the model's convolution weights, a compiled backbone."""
     from mmengine.optim import AmpOptimWrapper
     wrapper = runner.optim_wrapper
     conv = next((m.weight for m in runner.model.modules()
@@ -211,7 +216,9 @@ def _applied(runner) -> Dict[str, Any]:
                 fused_optimizer=bool(wrapper.optimizer.defaults.get('fused')),
                 channels_last=conv is not None
                 and conv.is_contiguous(memory_format=torch.channels_last)
-                and not conv.is_contiguous())
+                and not conv.is_contiguous(),
+                compiled=getattr(getattr(runner.model, 'backbone', runner.model),
+                                 '_compiled_call_impl', None) is not None)
 
 
 def runner_train(ctx: Context, spec: ModelSpec, variant: TrainVariant, iters: int,
@@ -283,6 +290,7 @@ def runner_train(ctx: Context, spec: ModelSpec, variant: TrainVariant, iters: in
                 iter_per_s=1 / median, ms=round(median * 1e3, 3),
                 p90_ms=round(percentile(timed, 90) * 1e3, 3), iters=len(timed),
                 first_iter_s=round(times[0], 3), peak_mem_gb=memory.peak_gb,
+                held_mem_gb=memory.held_gb,
                 first_loss=timer.losses[0] if timer.losses else None,
                 last_loss=timer.losses[-1] if timer.losses else None,
                 cudnn_benchmark=bool(cfg.get('env_cfg', {}).get('cudnn_benchmark')), **applied,
