@@ -52,7 +52,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--no-reparameterize', action='store_true',
                         help='keep the training form (no folding)')
     parser.add_argument('--compile', action='store_true', help='add a torch.compile column '
-                        '(runner_train: fast_training.compile=True)')
+                        '(runner_train: a column with fast_training.compile=False, the '
+                        "eager loop, before the config's own)")
     parser.add_argument('--cuda-graphs', action='store_true', help='add a CUDA-graph column')
     parser.add_argument('--reference', help='row the ratios are over (default: the first)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
@@ -84,9 +85,9 @@ def section_from_args(args: argparse.Namespace) -> Section:
     elif args.batch or args.kind != 'runner_train':
         entry['batch'] = (args.batch or [1024])[0]
     if args.kind == 'runner_train':
-        if args.compile:  # the config as is, and with its backbone compiled
-            entry['columns'] = [dict(name='default'), dict(
-                name='compiled', cfg_options={'fast_training.compile': True})]
+        if args.compile:  # the eager loop, and the config as is
+            entry['columns'] = [dict(name='eager', cfg_options={'fast_training.compile': False}),
+                                dict(name='default')]
         return Section.parse(entry)
     entry['treatment'] = dict(dtype=args.dtype, half_weights=args.half_weights,
                               channels_last=args.channels_last,

@@ -46,6 +46,14 @@ def test_plan_bf16_falls_back_before_ampere_and_bad_settings_fail():
 def test_config_edits():
     cfg = Config.fromfile(REPO / 'configs' / 'tinyvim_s_8xb128_in1k.py')
     assert cfg.runner_type == 'FastTrainingRunner' and cfg.fast_training.amp == 'float16'
+    # CUDA graphs replay one batch shape: the training loader drops the incomplete batch
+    assert cfg.fast_training.compile == dict(mode='reduce-overhead')
+    assert cfg.train_dataloader.drop_last
+    toy = Config.fromfile(REPO / 'configs' / 'tinyvim_s_toy_imagenet.py')
+    assert toy.fast_training.compile is False and not toy.train_dataloader.drop_last
+    off = Config.fromfile(REPO / 'configs' / 'tinyvim_s_8xb128_in1k.py')
+    off.merge_from_dict({'fast_training.compile': False})  # the documented switch
+    assert plan_fast_training(off.fast_training, (9, 0))[0].get('compile') is None
     apply_to_config(cfg, dict(amp='float16', fused_optimizer=True))
     assert cfg.optim_wrapper.type == 'AmpAGCOptimWrapper'
     assert cfg.optim_wrapper.dtype == 'float16' and cfg.optim_wrapper.optimizer.fused
