@@ -77,6 +77,7 @@ train_variants = [dict(name='released', cfg_options=released), dict(name='defaul
 train_cls_variants = [
     dict(name='released', cfg_options=dict(released, **{
         'model.teacher_fast': dict(dtype='float16', channels_last=False, compile=False)})),
+    dict(name='eager', cfg_options={'fast_training.compile': False}),
     dict(name='default')]
 train_cls = dict(
     kind='runner_train', title='ImageNet training, runner level (batch 128 per GPU, 224x224)',
