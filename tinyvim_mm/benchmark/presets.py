@@ -42,10 +42,11 @@ KIND_KEYS = {
 }
 #: Rough seconds of set-up per measurement on one H200, besides its timed calls
 #: (measured there: model build, first call with cuDNN autotuning 4-6 s; torch.compile
-#: 7-45 s more; a CUDA-graph column 2 s; latency 3-4 s per new batch size): eager,
-#: extra when compiled, with CUDA graphs instead.
+#: 7-45 s more; a CUDA-graph column 2 s; latency 3-4 s per new batch size; a runner
+#: run's first iteration 40-60 s, twice that when its config compiles): eager, extra
+#: when compiled, with CUDA graphs instead.
 COST_S = {'throughput': (6, 20, 2), 'latency': (14, 60, 4), 'train_step': (14, 60, 14),
-          'dense': (11, 0, 0), 'backbone': (6, 25, 2), 'runner_train': (12, 0, 0)}
+          'dense': (11, 0, 0), 'backbone': (6, 25, 2), 'runner_train': (40, 0, 0)}
 #: Once per run: imports, CUDA and cuDNN start-up, the first Triton compilations.
 STARTUP_S = 25
 #: Where preset files live: the checkout's configs, or the installed package's copy.
