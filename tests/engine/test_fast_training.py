@@ -15,7 +15,7 @@ from conftest import REPO
 from tinyvim_mm.datasets import make_toy_ade
 from tinyvim_mm.engine.fast_training import (FastTrainingRunner, apply_to_config,
                                              init_in_plain_layout, plan_fast_training,
-                                             prepare_model)
+                                             prepare_model, uses_cuda_graphs)
 
 FULL = dict(amp='float16', channels_last=True, fused_optimizer=True, compile=True)
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
@@ -41,6 +41,20 @@ def test_plan_bf16_falls_back_before_ampere_and_bad_settings_fail():
         plan_fast_training(dict(amp='float16', tf32=True), (9, 0))
     with pytest.raises(ValueError, match='fast_training.amp'):
         plan_fast_training(dict(amp='fp8'), (9, 0))
+
+
+def test_cuda_graphs_only_where_they_are_correct():
+    graphs = dict(amp='float16', compile=dict(mode='reduce-overhead'))
+    assert uses_cuda_graphs(graphs['compile']) and uses_cuda_graphs(dict(mode='max-autotune'))
+    assert uses_cuda_graphs(dict(options={'triton.cudagraphs': True}))
+    assert not uses_cuda_graphs(True) and not uses_cuda_graphs(dict(mode='default'))
+    assert plan_fast_training(graphs, (9, 0)) == (graphs, [])
+    settings, notes = plan_fast_training(graphs, (9, 0), accumulation=4)
+    assert settings == dict(amp='float16') and 'gradient accumulation (4' in notes[0]
+    settings, notes = plan_fast_training(graphs, (9, 4), rocm=True)
+    assert 'compile' not in settings and 'ROCm' in notes[0]
+    plain = dict(compile=True)  # no graphs: accumulation is fine
+    assert plan_fast_training(plain, (9, 0), accumulation=4) == (plain, [])
 
 
 def test_config_edits():

@@ -37,10 +37,27 @@ DEFAULTS: Dict[str, object] = dict(amp=False, channels_last=False, fused_optimiz
 FUSED_OPTIMIZERS = ('Adam', 'AdamW', 'SGD')
 
 
-def plan_fast_training(settings: Optional[dict],
-                       capability: Optional[Tuple[int, int]]) -> Tuple[dict, List[str]]:
+def uses_cuda_graphs(compile_cfg: object) -> bool:
+    """Whether ``torch.compile`` keyword arguments record CUDA graphs (inductor's
+    ``reduce-overhead`` and ``max-autotune`` modes, or ``triton.cudagraphs``)."""
+    if not isinstance(compile_cfg, dict):
+        return False
+    options = compile_cfg.get('options') or {}
+    return (compile_cfg.get('mode') in ('reduce-overhead', 'max-autotune')
+            or bool(options.get('triton.cudagraphs')))
+
+
+def plan_fast_training(settings: Optional[dict], capability: Optional[Tuple[int, int]],
+                       accumulation: int = 1, rocm: bool = False) -> Tuple[dict, List[str]]:
     """The settings that apply on a CUDA device of ``capability`` (``None``: no CUDA
-    device), and one note for each that does not, saying why.
+    device), with ``accumulation`` backward passes per optimizer step (the optim
+    wrapper's ``accumulative_counts``) and on ROCm or not; one note for each setting that
+    does not apply, saying why.
+
+    A compile that records CUDA graphs is dropped under gradient accumulation (the
+    graphs' backward outputs become the ``.grad`` tensors and the next micro-batch's
+    replay overwrites them: wrong gradients or an error, pytorch/pytorch#169545) and on ROCm (inductor's
+    graph trees train worse there, pytorch/pytorch#187715).
 
     Raises:
         ValueError: an unknown setting or ``amp`` value.
@@ -66,6 +83,11 @@ def plan_fast_training(settings: Optional[dict],
     if wanted.get('compile') and capability < (7, 0):
         del wanted['compile']
         notes.append('torch.compile (Triton) needs compute capability 7.0: compile off')
+    if uses_cuda_graphs(wanted.get('compile')) and (accumulation > 1 or rocm):
+        why = (f'gradient accumulation ({accumulation} backward passes per step) would '
+               'overwrite its gradients' if accumulation > 1 else 'not reliable on ROCm')
+        notes.append(f'torch.compile with CUDA graphs: {why}: compile off')
+        del wanted['compile']
     return wanted, notes
 
 
@@ -108,6 +130,15 @@ def init_in_plain_layout(model: nn.Module, init: Callable[[], None]) -> None:
         model.to(memory_format=torch.channels_last)
 
 
+def _plan(cfg) -> Tuple[dict, List[str]]:
+    """:func:`plan_fast_training` for ``cfg`` on this machine's first CUDA device."""
+    cuda = torch.cuda.is_available()
+    accumulation = (cfg.get('optim_wrapper') or {}).get('accumulative_counts', 1)
+    return plan_fast_training(cfg.get('fast_training'),
+                              torch.cuda.get_device_capability() if cuda else None,
+                              accumulation, rocm=cuda and torch.version.hip is not None)
+
+
 @RUNNERS.register_module()
 class FastTrainingRunner(Runner):
     """MMEngine's ``Runner`` that applies the config's ``fast_training`` settings (module
@@ -119,9 +150,7 @@ class FastTrainingRunner(Runner):
     @classmethod
     def from_cfg(cls, cfg) -> 'FastTrainingRunner':
         cfg = copy.deepcopy(cfg)
-        capability = (torch.cuda.get_device_capability()
-                      if torch.cuda.is_available() else None)
-        settings, notes = plan_fast_training(cfg.get('fast_training'), capability)
+        settings, notes = _plan(cfg)
         apply_to_config(cfg, settings)
         runner = super().from_cfg(cfg)
         runner.fast_training = settings
@@ -131,9 +160,7 @@ class FastTrainingRunner(Runner):
         return runner
 
     def wrap_model(self, model_wrapper_cfg: Optional[dict], model: nn.Module) -> nn.Module:
-        capability = (torch.cuda.get_device_capability()
-                      if torch.cuda.is_available() else None)
-        settings, _ = plan_fast_training(self.cfg.get('fast_training'), capability)
+        settings, _ = _plan(self.cfg)
         return super().wrap_model(model_wrapper_cfg, prepare_model(model, settings))
 
     def _init_model_weights(self) -> None:
