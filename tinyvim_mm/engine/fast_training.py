@@ -56,8 +56,8 @@ def plan_fast_training(settings: Optional[dict], capability: Optional[Tuple[int,
 
     A compile that records CUDA graphs is dropped under gradient accumulation (the
     graphs' backward outputs become the ``.grad`` tensors and the next micro-batch's
-    replay overwrites them: wrong gradients or an error, pytorch/pytorch#169545) and on ROCm (inductor's
-    graph trees train worse there, pytorch/pytorch#187715).
+    replay overwrites them: wrong gradients or an error, pytorch/pytorch#169545) and on
+    ROCm (inductor's graph trees train worse there, pytorch/pytorch#187715).
 
     Raises:
         ValueError: an unknown setting or ``amp`` value.
@@ -161,6 +161,7 @@ class FastTrainingRunner(Runner):
 
     def wrap_model(self, model_wrapper_cfg: Optional[dict], model: nn.Module) -> nn.Module:
         settings, _ = _plan(self.cfg)
+        self.fast_training = settings  # what _init_model_weights and from_cfg's log see
         return super().wrap_model(model_wrapper_cfg, prepare_model(model, settings))
 
     def _init_model_weights(self) -> None:
