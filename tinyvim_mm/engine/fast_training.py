@@ -152,8 +152,7 @@ class FastTrainingRunner(Runner):
         cfg = copy.deepcopy(cfg)
         settings, notes = _plan(cfg)
         apply_to_config(cfg, settings)
-        runner = super().from_cfg(cfg)
-        runner.fast_training = settings
+        runner = super().from_cfg(cfg)  # its wrap_model records the settings
         message = f'fast_training: {settings}' if settings else 'fast_training: none applied'
         runner.logger.log(logging.WARNING if notes else logging.INFO,
                           '; '.join([message, *notes]))
@@ -161,7 +160,7 @@ class FastTrainingRunner(Runner):
 
     def wrap_model(self, model_wrapper_cfg: Optional[dict], model: nn.Module) -> nn.Module:
         settings, _ = _plan(self.cfg)
-        self.fast_training = settings  # what _init_model_weights and from_cfg's log see
+        self.fast_training = settings  # what _init_model_weights sees
         return super().wrap_model(model_wrapper_cfg, prepare_model(model, settings))
 
     def _init_model_weights(self) -> None:
