@@ -10,7 +10,8 @@ import torch.nn as nn
 from tinyvim_mm.benchmark import measure, parse_model
 from tinyvim_mm.benchmark.measure import Context
 from tinyvim_mm.benchmark.models import build_classifier
-from tinyvim_mm.benchmark.runner_train import TrainVariant, prepare_config, runner_train
+from tinyvim_mm.benchmark.runner_train import (TrainVariant, data_workers, prepare_config,
+                                               runner_train)
 from tinyvim_mm.benchmark.timing import TimingConfig
 from tinyvim_mm.benchmark.toolbox import load_config
 from tinyvim_mm.benchmark.treatments import Treatment
@@ -82,13 +83,46 @@ def test_runner_train_toy_classification(ctx):
                                          'model.head.in_channels': 32}))
     for variant in (TrainVariant('default'),
                     TrainVariant('no fused', {'fast_training.fused_optimizer': False})):
-        row = runner_train(ctx, spec, variant, iters=2, warmup=1, batch=2, img_size=(32, 32))
-        assert row['iters'] == 2 and row['img_per_s'] > 0 and row['iter_per_s'] > 0
+        row = runner_train(ctx, spec, variant, iters=2, warmup=1, batch=2, img_size=(32, 32),
+                           workers=1)
+        assert row['workers'] == 1 and row['iters'] == 2 and row['img_per_s'] > 0 and row['iter_per_s'] > 0
         assert row['img_size'] == [32, 32] and row['first_iter_s'] > 0
         # fast_training: AMP on a GPU, off on the CPU
         assert row['optim_wrapper'] == ('AmpAGCOptimWrapper' if torch.cuda.is_available()
                                         else 'AGCOptimWrapper')
         assert 0 < row['first_loss'] < 10 and row['last_loss'] > 0
+
+
+def test_data_workers_follow_the_config_within_the_cpus(monkeypatch):
+    """Batches are collated in worker processes, as in real training: the config's
+    ``num_workers``, at most one fewer than the CPUs; an explicit count wins."""
+    cfg = load_config('configs/tinyvim_s_8xb128_in1k.py')
+    assert cfg.train_dataloader.num_workers == 8
+    monkeypatch.setattr('os.sched_getaffinity', lambda pid: set(range(16)))
+    assert data_workers(cfg) == 8
+    monkeypatch.setattr('os.sched_getaffinity', lambda pid: {0, 1})
+    assert data_workers(cfg) == 1
+    assert data_workers(cfg, 0) == 0 and data_workers(cfg, 3) == 3
+    with pytest.raises(ValueError, match='workers must be >= 0'):
+        data_workers(cfg, -1)
+
+
+def test_packed_samples_stay_intact_through_a_persistent_worker():
+    """Every batch from a data worker holds the samples as built (tensors, not the numpy
+    arrays an item sent twice from the worker would arrive as)."""
+    from mmengine.dataset import pseudo_collate
+    from torch.utils.data import DataLoader
+
+    from tinyvim_mm.benchmark.synthetic import PackedDataset, packed_samples
+    samples = packed_samples('mmpretrain', 2, (16, 16), 10, 0)
+    loader = DataLoader(PackedDataset(samples, 6), batch_size=2, num_workers=1,
+                        persistent_workers=True, collate_fn=pseudo_collate)
+    batches = list(loader)
+    assert len(batches) == 3
+    for batch in batches:
+        labels = [s.gt_label for s in batch['data_samples']]
+        assert all(isinstance(t, torch.Tensor) for t in labels), labels
+        assert [int(t) for t in labels] == [int(s['data_samples'].gt_label) for s in samples]
 
 
 def test_prepare_config_variants(tmp_path):

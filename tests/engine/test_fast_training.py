@@ -232,7 +232,8 @@ def test_compiled_with_cuda_graphs_runs_the_whole_loop_on_gpu(tmp_path):
     """The toy classification recipe with its backbone compiled into CUDA graphs
     (``compile=dict(mode='reduce-overhead')``): a partial last batch (30 images in
     batches of 8), validation with the EMA weights swapped in, two epochs; the first loss
-    as the eager AMP form's (same weights; fp16 kernels fused differently: 1 %)."""
+    as the eager AMP form's (same weights; fp16 kernels fused differently: 1 %). A small
+    arch keeps the three compilations (batch 8, the partial batch, evaluation) short."""
     from tinyvim_mm.datasets import make_toy_imagenet
     root = make_toy_imagenet(tmp_path / 'toy', train_per_class=3, val_per_class=1).root
 
@@ -243,6 +244,9 @@ def test_compiled_with_cuda_graphs_runs_the_whole_loop_on_gpu(tmp_path):
                    for key, value in (('num_workers', 0), ('persistent_workers', False),
                                       ('dataset.data_root', str(root)))}
         cfg.merge_from_dict({**loaders, 'work_dir': str(tmp_path / work),
+                             'model.backbone.arch': dict(widths=[16, 16, 32, 32],
+                                                         depths=[1, 1, 2, 1], _delete_=True),
+                             'model.head.in_channels': 32,
                              'train_dataloader.batch_size': 8, 'val_dataloader.batch_size': 4,
                              'train_cfg.max_epochs': 2, 'train_cfg.val_interval': 1,
                              'param_scheduler': [], 'default_hooks.logger.interval': 1,

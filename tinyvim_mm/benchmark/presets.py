@@ -15,8 +15,9 @@ Kinds and their keys (besides ``kind``, ``title``, ``models``, ``reference``,
 - ``throughput``, ``train_step``, ``dense``, ``backbone``: ``batch``, ``img_size``,
   ``treatment``;
 - ``latency``: ``batches``, ``img_size``, ``treatment``;
-- ``runner_train``: ``iters``, ``warmup``, optional ``batch`` / ``img_size`` (default: the
-  config's); its ``columns`` are training variants ``dict(name=..., cfg_options=...)``.
+- ``runner_train``: ``iters``, ``warmup``, optional ``batch`` / ``img_size`` / ``workers``
+  (default: the config's; data workers capped at the CPUs there are); its ``columns`` are
+  training variants ``dict(name=..., cfg_options=...)``.
 
 The ImageNet top-1 of the models (``top1``, a dict by model name) lives in
 ``configs/benchmark/_base_/zoo.py``, which presets inherit.
@@ -38,7 +39,7 @@ KIND_KEYS = {
     'dense': {'batch', 'img_size', 'treatment'},
     'backbone': {'batch', 'img_size', 'treatment'},
     'latency': {'batches', 'img_size', 'treatment'},
-    'runner_train': {'iters', 'warmup', 'batch', 'img_size'},
+    'runner_train': {'iters', 'warmup', 'batch', 'img_size', 'workers'},
 }
 #: Rough seconds of set-up per measurement on one H200, besides its timed calls
 #: (measured there: model build, first call with cuDNN autotuning 4-6 s; torch.compile
@@ -93,6 +94,7 @@ class Section:
     img_size: Optional[Tuple[int, int]] = None
     iters: int = 20
     warmup: int = 5
+    workers: Optional[int] = None
 
     @classmethod
     def parse(cls, entry: Dict[str, Any]) -> 'Section':
@@ -144,7 +146,7 @@ class Section:
             raise ValueError(f'{kind} section {entry.get("title")!r} needs an img_size')
         return cls(kind, entry.get('title') or kind, models, parsed, reference,
                    TimingConfig(**dict(entry.get('timing') or {})), batch, batches, img_size,
-                   entry.get('iters', 20), entry.get('warmup', 5))
+                   entry.get('iters', 20), entry.get('warmup', 5), entry.get('workers'))
 
     def cost_s(self, column: Column) -> float:
         """Rough seconds one measurement of this section takes on an H200."""
@@ -172,7 +174,7 @@ class Section:
                     treatment=self.base_label,
                     batch=self.batch, batches=list(self.batches),
                     img_size=list(self.img_size) if self.img_size else None,
-                    iters=self.iters, warmup=self.warmup,
+                    iters=self.iters, warmup=self.warmup, workers=self.workers,
                     timing=dataclasses.asdict(self.timing))
 
 

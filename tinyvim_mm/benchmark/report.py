@@ -136,8 +136,8 @@ def _runner(data: Dict[str, Any], section: Dict[str, Any], cells: Dict[tuple, An
             ok = bool(cell) and cell.get('status') == 'ok'
             ran = ', '.join([cell['optim_wrapper']] + [
                 flag for flag in ('channels_last', 'fused_optimizer', 'compiled')
-                if cell.get(flag)]) \
-                if ok else '—'
+                if cell.get(flag)] + ([f'{cell["workers"]} data workers']
+                                      if cell.get('workers') else [])) if ok else '—'
             rows.append([m['label'], name, ran, _value(cell, 'img_per_s'),
                          _value(cell, 'iter_per_s'),
                          f'{cell["ms"]:.1f} ({cell["p90_ms"]:.1f})' if ok else '—',

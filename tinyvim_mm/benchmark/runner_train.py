@@ -9,17 +9,20 @@ the settings "released recipe vs our default" variants change (the configs'
 ``fast_training``: AMP, channels-last, fused AdamW, applied by ``FastTrainingRunner``
 while the runner is built) only take effect there.
 
-What is left out: files, JPEG decoding and CPU augmentations. The dataloader (the
-config's collate function and memory pinning, no workers) yields already packed samples
-(as ``Pack*Inputs`` would: ``uint8`` images and labels, boxes and masks or segmentation
-maps, see :mod:`.synthetic`), so the numbers measure the model and the loop, not the
-data pipeline or the machine's CPU count. Validation, checkpoint saving (once an epoch)
+What is left out: files, JPEG decoding and CPU augmentations. The dataloader yields
+already packed samples (as ``Pack*Inputs`` would: ``uint8`` images and labels, boxes and
+masks or segmentation maps, see :mod:`.synthetic`), so the numbers measure the model and
+the loop, not the data pipeline. It keeps the config's collate function, memory pinning
+and (up to the CPUs there are) its data workers: as in real training, batches are
+collated in worker processes while the main process trains, and only what the main
+process does counts. Validation, checkpoint saving (once an epoch)
 and the config's schedule length are replaced by a fixed number of iterations;
 everything else is the config's.
 """
 import dataclasses
 import logging
 import math
+import os
 import shutil
 import statistics
 import tempfile
@@ -99,6 +102,17 @@ def prepare_config(cfg, variant: TrainVariant, work_dir: str, max_iters: int):
         cfg.visualizer.name = cfg.experiment_name  # with the last run's deleted work dir
     cfg.log_level = 'WARNING'
     return cfg
+
+
+def data_workers(cfg, workers: Optional[int] = None) -> int:
+    """The data workers of a run: ``workers``, or the config's ``num_workers`` capped at
+    the CPUs this process may use, less one for the main process."""
+    if workers is not None:
+        if workers < 0:
+            raise ValueError(f'workers must be >= 0, got {workers}')
+        return workers
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+    return max(0, min(int(cfg.train_dataloader.get('num_workers', 0)), (cpus or 1) - 1))
 
 
 def _teacher_checkpoint(cfg, scope: str, work_dir: str) -> None:
@@ -224,11 +238,12 @@ def _applied(runner) -> Dict[str, Any]:
 def runner_train(ctx: Context, spec: ModelSpec, variant: TrainVariant, iters: int,
                  warmup: int, batch: Optional[int] = None,
                  img_size: Optional[Sequence[int]] = None,
-                 profile: int = 0) -> Dict[str, Any]:
+                 profile: int = 0, workers: Optional[int] = None) -> Dict[str, Any]:
     """Train ``warmup + iters`` iterations of ``spec``'s config under ``variant`` through
     MMEngine's ``Runner``; time the last ``iters``. With ``profile`` > 0, that many more
     iterations follow under the profilers (not timed), the result under ``'profile'``
-    (:func:`.profile.summarise` plus ``'host'``, the host's hot functions).
+    (:func:`.profile.summarise` plus ``'host'``, the host's hot functions). ``workers``:
+    data worker processes (default: :func:`data_workers`).
 
     Returns:
         img/s and iter/s (from the median iteration), median and p90 ms per iteration,
@@ -258,11 +273,13 @@ def runner_train(ctx: Context, spec: ModelSpec, variant: TrainVariant, iters: in
         loader = cfg.train_dataloader  # its collate function and pinning are the config's
         collate = dict(loader.get('collate_fn') or dict(type='pseudo_collate'))
         pin_memory = bool(loader.get('pin_memory')) and ctx.device.type == 'cuda'
+        workers = data_workers(cfg, workers)
         cfg.train_dataloader = dict(batch_size=batch, num_workers=0,
                                     dataset=dict(type='in-memory, set below'))
         runner = build_runner(cfg)
         runner._train_dataloader = runner.build_dataloader(dict(
-            batch_size=batch, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
+            batch_size=batch, num_workers=workers, persistent_workers=workers > 0,
+            sampler=dict(type='DefaultSampler', shuffle=False),
             collate_fn=collate, pin_memory=pin_memory,
             dataset=PackedDataset(samples, batch * (warmup + iters + profile))))
         timer, memory = _IterTimes(ctx.device, warmup), _PeakMemory(ctx.device, warmup)
@@ -286,7 +303,7 @@ def runner_train(ctx: Context, spec: ModelSpec, variant: TrainVariant, iters: in
     median = statistics.median(timed)
     if not all(math.isfinite(v) for v in timer.losses):
         raise FloatingPointError(f'non-finite training loss: {timer.losses}')
-    return dict(batch=batch, img_size=list(size), img_per_s=batch / median,
+    return dict(batch=batch, img_size=list(size), workers=workers, img_per_s=batch / median,
                 iter_per_s=1 / median, ms=round(median * 1e3, 3),
                 p90_ms=round(percentile(timed, 90) * 1e3, 3), iters=len(timed),
                 first_iter_s=round(times[0], 3), peak_mem_gb=memory.peak_gb,

@@ -56,7 +56,7 @@ def measure_one(ctx: Context, section: Section, spec: ModelSpec,
     """One cell of ``section``: ``spec`` under ``column``."""
     if section.kind == 'runner_train':
         return runner_train(ctx, spec, column.variant, section.iters, section.warmup,
-                            section.batch, section.img_size)
+                            section.batch, section.img_size, workers=section.workers)
     if section.kind == 'latency':
         return measure.latency(ctx, spec, column.treatment, section.batches, section.img_size)
     fn = getattr(measure, section.kind)

@@ -2,11 +2,12 @@
 transforms produce: a ``uint8`` ``(3, H, W)`` image and a data sample with labels), so
 that benchmarks feed models exactly as the data pipelines would, without files, JPEG
 decoding or augmentations."""
+import copy
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 #: Objects per detection image (COCO train2017 has about 7.3 on average).
 OBJECTS_PER_IMAGE = 8
@@ -105,7 +106,10 @@ def dense_inputs(scope: str, batch: int, size: Sequence[int], device: torch.devi
 
 class PackedDataset(Dataset):
     """``length`` items cycling over a few pre-built packed samples, returned as they are
-    (the data preprocessors work on copies: ``cast_data`` builds new data samples)."""
+    in the main process (the data preprocessors work on copies: ``cast_data`` builds new
+    data samples), and as fresh copies in a data worker, as a real pipeline builds them:
+    sending an item to the main process moves its tensors to shared memory, after which
+    the kept sample's data elements would be sent as numpy arrays."""
 
     def __init__(self, samples: List[dict], length: int) -> None:
         if not samples:
@@ -118,4 +122,5 @@ class PackedDataset(Dataset):
         return self.length
 
     def __getitem__(self, index: int) -> dict:
-        return self.samples[index % len(self.samples)]
+        sample = self.samples[index % len(self.samples)]
+        return sample if get_worker_info() is None else copy.deepcopy(sample)

@@ -73,7 +73,10 @@ backbone_det = dict(
 # channels-last).
 released = {'fast_training.channels_last': False, 'fast_training.fused_optimizer': False,
             'fast_training.compile': False}
-train_variants = [dict(name='released', cfg_options=released), dict(name='default')]
+# Detection and segmentation: "plain", the config in the plain form (fp32, NCHW, the
+# optimizer unfused), against its default.
+train_dense_variants = [dict(name='plain', cfg_options={'fast_training': None}),
+                        dict(name='default')]
 train_cls_variants = [
     dict(name='released', cfg_options=dict(released, **{
         'model.teacher_fast': dict(dtype='float16', channels_last=False, compile=False)})),
@@ -89,6 +92,6 @@ train_cls = dict(
 train_dense = dict(
     kind='runner_train', title='Detection and segmentation training, runner level '
     '(batch 4 per GPU; 800x1333, 512x512)',
-    iters=20, warmup=5, columns=train_variants,
+    iters=20, warmup=5, columns=train_dense_variants,
     models=[dict(name=mask_rcnn_b, label='Mask R-CNN, TinyViM-B'),
             dict(name=fpn_b, label='Semantic FPN, TinyViM-B')])
