@@ -49,9 +49,12 @@ param_scheduler = [
     dict(type='PolyLR', power=0.9, eta_min=1e-6, begin=0, end=40000, by_epoch=False)
 ]
 
-# Fast training on GPUs (tinyvim_mm.engine.fast_training; ignored on CPU, with a log line):
-# fp16 mixed precision, channels-last weights/activations, fused AdamW. Measured by
-# `python tools/benchmark.py --preset train` (docs/benchmarks.md). Turn any off with e.g.
-# `--cfg-options fast_training.channels_last=False`, all with `fast_training=None`.
+# Fast training on GPUs (tinyvim_mm.engine.fast_training): all off by default, because
+# they made the loop slower on an H200 (`python tools/benchmark.py --preset train`,
+# docs/benchmarks.md): at 4 images of 512x512 per GPU it waits on the host, and fp16 AMP's
+# casts and channels-last's layout changes add work there (TinyViM-B: 27.1 img/s with AMP,
+# channels-last and fused AdamW vs 37.0 plain; 3.4 vs 4.5 GB). Turn them on from the
+# command line where they help, e.g. `--cfg-options fast_training.amp=float16` where
+# memory is short or on GPUs without TF32 (V100; not measured).
 runner_type = 'FastTrainingRunner'
-fast_training = dict(amp='float16', channels_last=True, fused_optimizer=True, compile=False)
+fast_training = dict(amp=False, channels_last=False, fused_optimizer=False, compile=False)

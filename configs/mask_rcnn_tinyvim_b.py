@@ -38,11 +38,14 @@ auto_scale_lr = dict(enable=False, base_batch_size=32)
 optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05))
 
-# Fast training on GPUs (tinyvim_mm.engine.fast_training; ignored on CPU, with a log line):
-# fp16 mixed precision and fused AdamW; no torch.compile (every image size is another
-# graph). Channels-last stays off: mmcv's RoIAlign CUDA kernel indexes its input as
-# contiguous NCHW memory and has no check, so channels-last features would be read wrong.
-# Measured by `python tools/benchmark.py --preset train` (docs/benchmarks.md). Turn any off
-# with e.g. `--cfg-options fast_training.amp=False`, all with `fast_training=None`.
+# Fast training on GPUs (tinyvim_mm.engine.fast_training): all off by default, because
+# none paid off on an H200 (`python tools/benchmark.py --preset train`, docs/benchmarks.md):
+# the loop at 4 images per GPU waits on the host, and fp16 AMP's casts add work there
+# (AMP + fused AdamW vs plain, two runs: 15.4 vs 17.8 and 9.7 vs 13.6 img/s; in less
+# memory: 6.3 vs 11.4 GB). Turn them
+# on from the command line where they help, e.g. `--cfg-options fast_training.amp=float16`
+# where memory is short or on GPUs without TF32 (V100; not measured). No torch.compile
+# (every image size is another graph); no channels-last: mmcv's RoIAlign CUDA kernel
+# indexes its input as contiguous NCHW memory and has no check.
 runner_type = 'FastTrainingRunner'
-fast_training = dict(amp='float16', channels_last=False, fused_optimizer=True, compile=False)
+fast_training = dict(amp=False, channels_last=False, fused_optimizer=False, compile=False)

@@ -85,6 +85,10 @@ def test_runner_train_toy_classification(ctx):
                     TrainVariant('no fused', {'fast_training.fused_optimizer': False})):
         row = runner_train(ctx, spec, variant, iters=2, warmup=1, batch=2, img_size=(32, 32),
                            workers=1)
+        assert len(row['iter_ms']) == 2 and row['p90_ms'] >= row['median_ms'] > 0
+        # throughput from the mean iteration
+        assert row['ms'] == pytest.approx(sum(row['iter_ms']) / 2, rel=1e-3, abs=0.01)
+        assert row['img_per_s'] == pytest.approx(2e3 / row['ms'], rel=1e-3)
         assert row['workers'] == 1 and row['iters'] == 2 and row['img_per_s'] > 0 and row['iter_per_s'] > 0
         assert row['img_size'] == [32, 32] and row['first_iter_s'] > 0
         # fast_training: AMP on a GPU, off on the CPU
@@ -132,7 +136,7 @@ def test_prepare_config_variants(tmp_path):
     released = TrainVariant.parse(dict(name='released', cfg_options={
         'fast_training.channels_last': False, 'fast_training.fused_optimizer': False}))
     prepare_config(cfg, released, str(tmp_path), 7)
-    assert cfg.fast_training == dict(amp='float16', channels_last=False,
+    assert cfg.fast_training == dict(amp=False, channels_last=False,
                                      fused_optimizer=False, compile=False)
     assert cfg.model.backbone.init_cfg is None and cfg.default_hooks.checkpoint is None
     assert cfg.train_cfg == dict(type='IterBasedTrainLoop', max_iters=7, val_interval=8)

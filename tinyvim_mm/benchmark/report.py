@@ -123,10 +123,19 @@ def _latency(data: Dict[str, Any], section: Dict[str, Any], cells: Dict[tuple, A
     return header, rows
 
 
+def _iter_ms(cell: Dict[str, Any]) -> str:
+    """Mean ms per iteration (median, p90); runs saved before the mean was recorded
+    (their ``ms`` and img/s are the median's) give no mean."""
+    if cell.get('median_ms') is None:
+        return f'— ({cell["ms"]:.1f}, {cell["p90_ms"]:.1f})'
+    return f'{cell["ms"]:.1f} ({cell["median_ms"]:.1f}, {cell["p90_ms"]:.1f})'
+
+
 def _runner(data: Dict[str, Any], section: Dict[str, Any], cells: Dict[tuple, Any]):
     """One row per config and training variant; ratio over the config's first variant."""
     columns = [c['name'] for c in section['columns']]
-    header = ['config', 'variant', 'runs with', 'img/s', 'iter/s', 'ms/iter (p90)', 'peak GB',
+    header = ['config', 'variant', 'runs with', 'img/s', 'iter/s', 'ms/iter (median, p90)',
+              'peak GB',
               'held GB', f'× {columns[0]}']
     rows = []
     for m in section['models']:
@@ -140,7 +149,7 @@ def _runner(data: Dict[str, Any], section: Dict[str, Any], cells: Dict[tuple, An
                                       if cell.get('workers') else [])) if ok else '—'
             rows.append([m['label'], name, ran, _value(cell, 'img_per_s'),
                          _value(cell, 'iter_per_s'),
-                         f'{cell["ms"]:.1f} ({cell["p90_ms"]:.1f})' if ok else '—',
+                         _iter_ms(cell) if ok else '—',
                          _value(cell, 'peak_mem_gb', '.2f'), _value(cell, 'held_mem_gb', '.2f'),
                          _ratio(cell, first, 'img_per_s')])
     return header, rows
