@@ -17,7 +17,7 @@ from mmpretrain.structures import DataSample
 
 from conftest import REPO, load_module
 import tinyvim_mm  # noqa: F401  (registers TinyViM, the head, the classifier, AGC)
-from tinyvim_mm.engine import AGCOptimWrapper, adaptive_clip_grad_
+from tinyvim_mm.engine import AdaptiveGradClipper, AGCOptimWrapper, adaptive_clip_grad_
 from tinyvim_mm.models.classifiers.distill_classifier import DistillImageClassifier
 from tinyvim_mm.models.heads import DistillClsHead
 
@@ -372,6 +372,44 @@ def test_agc_grouped_matches_timm_on_a_whole_network():
     expected = torch.linalg.vector_norm(torch.cat([g.flatten() for g in before]))
     assert total.item() == pytest.approx(expected.item(), rel=1e-5)
     assert _computing_ops(grouped) * 3 < _computing_ops(per_parameter)
+
+
+def test_agc_clipper_keeps_its_plan_only_while_it_holds():
+    """The training steps' clipper plans once and reuses it: over steps with new
+    gradients, a layout change of the weights (``p.data`` replaced) and gradients in
+    another layout than their weights, it clips as timm's per-parameter AGC does."""
+    from timm.utils.agc import adaptive_clip_grad
+
+    from tinyvim_mm.models import TinyViMClassifier
+    model = TinyViMClassifier(TINY_ARCH, num_classes=10)
+    ref = copy.deepcopy(model)
+    clipper = AdaptiveGradClipper()
+    gen = torch.Generator().manual_seed(0)
+
+    def step(grad_layout=None) -> None:
+        for p, q in zip(model.parameters(), ref.parameters()):
+            grad = torch.randn(p.shape, generator=gen) * 0.05
+            p.grad = grad.contiguous(memory_format=grad_layout) \
+                if grad_layout is not None and p.ndim == 4 else grad.clone()
+            q.grad = grad.clone()
+        clipper(model.parameters(), clip_factor=0.02)
+        adaptive_clip_grad(ref.parameters(), clip_factor=0.02)
+        for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-6, atol=1e-9, msg=name)
+
+    step()
+    plan = clipper._groups
+    step()
+    assert clipper._groups is plan  # reused
+    with torch.no_grad():  # the weights move, as an optimizer step moves them in place
+        for p, q in zip(model.parameters(), ref.parameters()):
+            p.mul_(1.5), q.mul_(1.5)
+    step()
+    assert clipper._groups is plan
+    model.to(memory_format=torch.channels_last)  # new storage: planned again
+    step(torch.channels_last)
+    assert clipper._groups is not plan
+    step(torch.contiguous_format)  # channels-last weights, contiguous gradients
 
 
 def _computing_ops(prof) -> int:

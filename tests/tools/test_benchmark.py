@@ -124,3 +124,15 @@ def test_profile_runner_loop(tmp_path, capsys):
         tool.main(['tinyvim-s', '--runner'])
     with pytest.raises(SystemExit, match='--cfg-options'):
         tool.main(['configs/tinyvim_s_toy_imagenet.py', '--runner', '--scan-backend', 'torch'])
+
+
+def test_benchmark_agc(capsys):
+    """tools/misc/benchmark_agc.py: the three AGC variants side by side, a row each."""
+    tool = load_module(REPO / 'tools' / 'misc' / 'benchmark_agc.py', 'benchmark_agc')
+    times = tool.main(['--host-only', '--calls', '2'])
+    assert [len(v) for v in times.values()] == [2, 2, 2]
+    table = capsys.readouterr().out
+    assert 'one row each' in table and '| AdaptiveGradClipper (plan kept) |' in table
+    with pytest.raises(SystemExit):
+        tool.main(['--calls', '0'])
+

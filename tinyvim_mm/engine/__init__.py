@@ -1,5 +1,6 @@
 """Training components: optimizer wrappers and hooks."""
-from .agc import AGCOptimWrapper, AmpAGCOptimWrapper, adaptive_clip_grad_
+from .agc import (AdaptiveGradClipper, AGCOptimWrapper, AmpAGCOptimWrapper,
+                  adaptive_clip_grad_)
 from .ema import ForeachExponentialMovingAverage
 from .fast_training import FastTrainingRunner
 from .hooks import CheckpointGuardHook, InferenceFormHook, get_rng_states, set_rng_states
@@ -8,6 +9,6 @@ from .optim_constructor import MergedGroupsOptimWrapperConstructor, merge_param_
 __all__ = [
     'AGCOptimWrapper', 'AmpAGCOptimWrapper', 'CheckpointGuardHook', 'FastTrainingRunner',
     'ForeachExponentialMovingAverage', 'InferenceFormHook',
-    'MergedGroupsOptimWrapperConstructor', 'adaptive_clip_grad_', 'get_rng_states',
+    'MergedGroupsOptimWrapperConstructor', 'AdaptiveGradClipper', 'adaptive_clip_grad_', 'get_rng_states',
     'merge_param_groups', 'set_rng_states'
 ]
