@@ -135,8 +135,7 @@ def _runner(data: Dict[str, Any], section: Dict[str, Any], cells: Dict[tuple, An
     """One row per config and training variant; ratio over the config's first variant."""
     columns = [c['name'] for c in section['columns']]
     header = ['config', 'variant', 'runs with', 'img/s', 'iter/s', 'ms/iter (median, p90)',
-              'peak GB',
-              'held GB', f'× {columns[0]}']
+              'peak GB', 'held GB', f'× {columns[0]}']
     rows = []
     for m in section['models']:
         first = cells.get((m['label'], columns[0]))

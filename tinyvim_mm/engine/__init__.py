@@ -7,8 +7,8 @@ from .hooks import CheckpointGuardHook, InferenceFormHook, get_rng_states, set_r
 from .optim_constructor import MergedGroupsOptimWrapperConstructor, merge_param_groups
 
 __all__ = [
-    'AGCOptimWrapper', 'AmpAGCOptimWrapper', 'CheckpointGuardHook', 'FastTrainingRunner',
-    'ForeachExponentialMovingAverage', 'InferenceFormHook',
-    'MergedGroupsOptimWrapperConstructor', 'AdaptiveGradClipper', 'adaptive_clip_grad_', 'get_rng_states',
+    'AGCOptimWrapper', 'AdaptiveGradClipper', 'AmpAGCOptimWrapper', 'CheckpointGuardHook',
+    'FastTrainingRunner', 'ForeachExponentialMovingAverage', 'InferenceFormHook',
+    'MergedGroupsOptimWrapperConstructor', 'adaptive_clip_grad_', 'get_rng_states',
     'merge_param_groups', 'set_rng_states'
 ]

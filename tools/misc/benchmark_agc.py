@@ -55,6 +55,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, List[float]]:
     args = parse_args(argv)
     from timm.utils.agc import adaptive_clip_grad
 
+    from tinyvim_mm.benchmark.timing import synchronize
     from tinyvim_mm.engine.agc import AdaptiveGradClipper, adaptive_clip_grad_
     device = torch.device(args.device)
     params = parameters(args.arch, device, args.host_only)
@@ -68,12 +69,10 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, List[float]]:
         for name, run in variants.items():
             for p in params:
                 p.grad = torch.randn_like(p) * 0.05
-            if device.type == 'cuda':
-                torch.cuda.synchronize(device)
+            synchronize(device)
             start = time.perf_counter()
             run()
-            if device.type == 'cuda':
-                torch.cuda.synchronize(device)
+            synchronize(device)
             if call >= 5:
                 times[name].append((time.perf_counter() - start) * 1e3)
     print(f'AGC per call, TinyViM-{args.arch.upper()} ({len(params)} parameters'
