@@ -141,6 +141,7 @@ def interpreter_results() -> Dict[str, Dict[str, float]]:
     try:
         out['fp32 2 channel blocks'] = errors(make_inputs(1, 3, 3, 5, layout='contiguous'),
                                               chunk=2)
+        out['deterministic'] = _deterministic_errors(make_inputs(1, 3, 3, 5), chunk=2)
     finally:
         cross_triton.FWD_TILE, cross_triton.BWD_TILE, cross_triton.CARRY_CHUNKS = sizes
     for (height, width), chunk in (((1, 1), None), ((3, 5), None), ((7, 7), None),
@@ -154,6 +155,27 @@ def interpreter_results() -> Dict[str, Dict[str, float]]:
     out['opcheck'] = {'failures': _opcheck()}
     out['compile'] = _compiled_errors()
     return out
+
+
+def _outputs(inputs: List[torch.Tensor], chunk: Optional[int] = None) -> List[torch.Tensor]:
+    """The op's ``y`` and the gradients of all 7 inputs for a fixed ``dy``."""
+    from tinyvim_mm.ops.scan.cross_triton import cross_selective_scan_train
+    leaves = [t.detach().requires_grad_() for t in inputs]
+    y = cross_selective_scan_train(*leaves, chunk_size=chunk)
+    grad_y = torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(y.device)
+    return [y.detach(), *torch.autograd.grad(y, leaves, grad_y)]
+
+
+def _deterministic_errors(inputs: List[torch.Tensor], chunk: int) -> Dict[str, float]:
+    """With deterministic algorithms on (outputs by direction and channel block, summed
+    after), ``y`` and the gradients against the default (atomic) form's."""
+    default = _outputs(inputs, chunk)
+    torch.use_deterministic_algorithms(True)
+    try:
+        deterministic = _outputs(inputs, chunk)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    return {name: rel(a, b) for name, a, b in zip(('y', ) + NAMES, deterministic, default)}
 
 
 def _opcheck() -> int:
@@ -242,6 +264,13 @@ def test_interpreted_half(interpreted, dtype):
     _check(interpreted[str(dtype)], dtype)
 
 
+def test_interpreted_deterministic(interpreted):
+    """Deterministic mode (per-direction ``y`` / ``dx``, per-channel-block ``dB`` / ``dC``,
+    2 blocks here) computes what the atomic form does, up to the order of float32 sums."""
+    errs = interpreted['deterministic']
+    assert len(errs) == 8 and max(errs.values()) <= 1e-6, errs
+
+
 def test_interpreted_opcheck_and_compile(interpreted):
     assert interpreted['opcheck']['failures'] == 0
     assert max(interpreted['compile'].values()) <= 1e-6, interpreted['compile']
@@ -304,6 +333,23 @@ def test_chunkings_agree_on_gpu():
     y_ref, _ = reference(inputs)
     for chunk, y in zip((1, 4, 16, 64, 128), ys):
         assert rel(y, y_ref) <= 1e-5, chunk
+
+
+@needs_gpu
+def test_deterministic_mode_repeats_bit_for_bit_on_gpu(no_tf32):
+    """Under ``torch.use_deterministic_algorithms(True)`` (MMEngine's
+    ``randomness.deterministic``) repeated calls give the same output and gradients bit for
+    bit (6 channel blocks at d = 96, 66 chunks), and match the default atomic form to 1e-6."""
+    inputs = make_inputs(2, 96, 25, 42, device='cuda')
+    default = _outputs(inputs)
+    torch.use_deterministic_algorithms(True)
+    try:
+        runs = [_outputs(inputs) for _ in range(3)]
+    finally:
+        torch.use_deterministic_algorithms(False)
+    for name, *outs in zip(('y', ) + NAMES, default, *runs):
+        assert all(torch.equal(outs[1], o) for o in outs[2:]), name
+        assert rel(outs[1], outs[0]) <= 1e-6, name
 
 
 @needs_gpu

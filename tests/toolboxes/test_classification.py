@@ -374,23 +374,30 @@ def test_agc_grouped_matches_timm_on_a_whole_network():
     assert _computing_ops(grouped) * 3 < _computing_ops(per_parameter)
 
 
-def test_agc_clipper_keeps_its_plan_only_while_it_holds():
+@pytest.mark.parametrize('multi_tensor', [False, True])
+def test_agc_clipper_keeps_its_plan_only_while_it_holds(multi_tensor):
     """The training steps' clipper plans once and reuses it: over steps with new
     gradients, a layout change of the weights (``p.data`` replaced) and gradients in
-    another layout than their weights, it clips as timm's per-parameter AGC does."""
+    another layout than their weights (or none with a flat view), it clips as timm's
+    per-parameter AGC does; with both ways of scaling (CUDA's multi-tensor one, forced
+    here on the CPU, and the per-gradient one)."""
     from timm.utils.agc import adaptive_clip_grad
 
     from tinyvim_mm.models import TinyViMClassifier
     model = TinyViMClassifier(TINY_ARCH, num_classes=10)
     ref = copy.deepcopy(model)
-    clipper = AdaptiveGradClipper()
+    clipper = AdaptiveGradClipper(multi_tensor)
     gen = torch.Generator().manual_seed(0)
 
     def step(grad_layout=None) -> None:
         for p, q in zip(model.parameters(), ref.parameters()):
             grad = torch.randn(p.shape, generator=gen) * 0.05
-            p.grad = grad.contiguous(memory_format=grad_layout) \
-                if grad_layout is not None and p.ndim == 4 else grad.clone()
+            if grad_layout == 'transposed':  # 2-D gradients with no flat view
+                p.grad = grad.t().contiguous().t() if p.ndim == 2 else grad.clone()
+            elif grad_layout is not None and p.ndim == 4:
+                p.grad = grad.contiguous(memory_format=grad_layout)
+            else:
+                p.grad = grad.clone()
             q.grad = grad.clone()
         clipper(model.parameters(), clip_factor=0.02)
         adaptive_clip_grad(ref.parameters(), clip_factor=0.02)
@@ -410,6 +417,7 @@ def test_agc_clipper_keeps_its_plan_only_while_it_holds():
     step(torch.channels_last)
     assert clipper._groups is not plan
     step(torch.contiguous_format)  # channels-last weights, contiguous gradients
+    step('transposed')
 
 
 def _computing_ops(prof) -> int:

@@ -17,7 +17,6 @@ in mmengine's wrappers. With mixed precision the gradients are unscaled before
 clipping (mmengine's ``AmpOptimWrapper.step`` does it whenever ``clip_grad`` is
 set).
 """
-import math
 from collections import defaultdict
 from typing import Dict, Iterable, List, NamedTuple, Optional
 
@@ -26,62 +25,65 @@ from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS
 
 
-def _channels_last(t: torch.Tensor) -> bool:
-    return t.ndim == 4 and not t.is_contiguous() and t.is_contiguous(
-        memory_format=torch.channels_last)
-
-
-def _in_memory_order(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    """``t`` with its dimensions in memory order, if channels-last (a unit's norm does
-    not depend on the order of its elements)."""
-    return t.permute(0, 2, 3, 1) if channels_last else t
+def _flat(t: torch.Tensor) -> Optional[torch.Tensor]:
+    """``t``'s elements as a 1-D view in memory order where ``t`` is dense with its first
+    dimension outermost (contiguous or channels-last: each unit, an output row, is then
+    one contiguous run, its elements in some order that a norm does not see), else None."""
+    if t.is_contiguous() or (t.ndim == 4 and t.is_contiguous(memory_format=torch.channels_last)):
+        return t.as_strided((t.numel(), ), (1, ))
+    return None
 
 
 class _Group(NamedTuple):
-    """Parameters whose units have one size (and device and dtypes), clipped together."""
+    """Parameters of one device and dtypes (weight, gradient), clipped together."""
     members: List[int]  # indices into the parameter list
     rows: List[int]  # units per member: output rows (dim 0), or one for a 0-/1-D tensor
-    channels_last: List[bool]  # per member: its rows are read in memory order
-    weights: Optional[List[torch.Tensor]]  # the weights as (units, unit size) views (None:
-    # a weight in a layout without such a view, read again each time)
+    sizes: List[int]  # elements per member
+    lengths: torch.Tensor  # the size of every unit, in order (int64, on the device)
+    weights: List[Optional[torch.Tensor]]  # the weights' flat views (None: read by reshape)
 
 
 def _plan(params: List[torch.Tensor]) -> List[_Group]:
     groups: Dict[tuple, List[int]] = defaultdict(list)
     for i, p in enumerate(params):
-        size = p.numel() if p.ndim <= 1 else math.prod(p.shape[1:])
-        groups[(size, p.device, p.dtype, p.grad.dtype)].append(i)
+        groups[(p.device, p.dtype, p.grad.dtype)].append(i)
     plan = []
     for members in groups.values():
         rows = [1 if params[i].ndim <= 1 else params[i].shape[0] for i in members]
-        layout = [_channels_last(params[i]) for i in members]
-        weights = _weight_units(params, members, layout, rows)
-        views = all(w.data_ptr() == params[i].data_ptr() for w, i in zip(weights, members))
-        plan.append(_Group(members, rows, layout, weights if views else None))
+        sizes = [params[i].numel() for i in members]
+        unit = [n // r for n, r in zip(sizes, rows)]
+        lengths = torch.tensor(unit, dtype=torch.int64).repeat_interleave(torch.tensor(rows))
+        weights = [_flat(params[i].detach()) for i in members]
+        plan.append(_Group(members, rows, sizes, lengths.to(params[members[0]].device), weights))
     return plan
 
 
-def _weight_units(params: List[torch.Tensor], members: List[int], layout: List[bool],
-                  rows: List[int]) -> List[torch.Tensor]:
-    return [_in_memory_order(params[i].detach(), cl).reshape(r, -1)
-            for i, cl, r in zip(members, layout, rows)]
+def _units_flat(t: torch.Tensor, view: Optional[torch.Tensor]) -> torch.Tensor:
+    """``t``'s elements unit after unit (its flat view, else a copy in logical order)."""
+    return view if view is not None else t.reshape(-1)
 
 
 class AdaptiveGradClipper:
-    """AGC (module docstring) as a callable that keeps, between calls on the same
-    parameters, how they are grouped and their weights' unit views, so that a training
-    step spends its host time on the clipping rather than on planning it (TinyViM-S: 449
-    parameters in 34 unit sizes).
+    """AGC (module docstring) in a few kernels for a whole network, as a callable that
+    keeps, between calls on the same parameters, the unit sizes and the weights' flat
+    views, so that a training step spends little host time on it (TinyViM-S: 449
+    parameters).
 
-    Units of the same size (and device and dtypes) are clipped together: their rows are
-    concatenated, so a network costs a few kernels per distinct unit size rather than
-    several per parameter; the result is the per-parameter rule's (timm's
-    ``adaptive_clip_grad``). The plan is rebuilt whenever the parameters with gradients,
-    their storage (``p.data`` replaced, e.g. by a layout change) or a gradient dtype
-    change.
+    All gradients (and weights) of a device and dtype are concatenated in memory order
+    (contiguous and channels-last tensors alike: a unit is one contiguous run either
+    way), their unit norms come from one segmented sum of squares, and the per-unit
+    scales are multiplied into the gradients in place by one multi-tensor kernel; the
+    result is the per-parameter rule's (timm's ``adaptive_clip_grad``), up to the order
+    of float32 sums. The plan is rebuilt whenever the parameters with gradients, their
+    storage (``p.data`` replaced, e.g. by a layout change) or a gradient dtype change.
+
+    Args:
+        multi_tensor: scale the gradients by one multi-tensor kernel (:func:`_scale_units`);
+            ``None``: on CUDA devices.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, multi_tensor: Optional[bool] = None) -> None:
+        self.multi_tensor = multi_tensor
         self._key: Optional[tuple] = None
         self._groups: List[_Group] = []
 
@@ -105,29 +107,47 @@ class AdaptiveGradClipper:
         if not params:
             return torch.tensor(0.)
         grads = [p.grad for p in params]
-        total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
         key = tuple((id(p), p.data_ptr(), g.dtype) for p, g in zip(params, grads))
         if key != self._key:
             self._groups, self._key = _plan(params), key
+        squares = []
         for group in self._groups:
-            members = [_in_memory_order(grads[i], cl)
-                       for i, cl in zip(group.members, group.channels_last)]
-            views = [g.reshape(r, -1) for g, r in zip(members, group.rows)]
-            units = torch.cat(views)
-            weights = group.weights or _weight_units(params, group.members,
-                                                     group.channels_last, group.rows)
-            max_norm = torch.linalg.vector_norm(torch.cat(weights), dim=1,
-                                                keepdim=True).clamp_(min=eps)
-            scale = (max_norm.mul_(clip_factor)
-                     / torch.linalg.vector_norm(units, dim=1, keepdim=True).clamp_(min=1e-6))
-            units.mul_(scale.clamp_(max=1.0))
-            clipped = list(units.split(group.rows))
-            for j, (v, g) in enumerate(zip(views, members)):
-                if v.data_ptr() != g.data_ptr():  # a gradient in another layout than its
-                    views[j] = g  # weight's: its units were a copy, in g's logical order
-                    clipped[j] = clipped[j].reshape(g.shape)
-            torch._foreach_copy_(views, clipped)  # the views write into the gradients
-        return total
+            views = [_flat(grads[i]) for i in group.members]
+            units = torch.cat([_units_flat(grads[i], v) for i, v in zip(group.members, views)])
+            weights = torch.cat([_units_flat(params[i].detach(), w)
+                                 for i, w in zip(group.members, group.weights)])
+            g_sq = torch.segment_reduce(units.float().square(), 'sum', lengths=group.lengths,
+                                        unsafe=True)
+            w_sq = torch.segment_reduce(weights.float().square(), 'sum', lengths=group.lengths,
+                                        unsafe=True)
+            squares.append(g_sq.sum())
+            scale = (w_sq.sqrt_().clamp_(min=eps).mul_(clip_factor)
+                     / g_sq.sqrt().clamp_(min=1e-6)).clamp_(max=1.0).to(units.dtype)
+            multi_tensor = scale.is_cuda if self.multi_tensor is None else self.multi_tensor
+            _scale_units([grads[i] for i in group.members], views, group.rows, group.sizes,
+                         group.lengths, scale, multi_tensor)
+        return torch.stack(squares).sum().sqrt()
+
+
+def _scale_units(grads: List[torch.Tensor], views: List[Optional[torch.Tensor]],
+                 rows: List[int], sizes: List[int], lengths: torch.Tensor,
+                 scale: torch.Tensor, multi_tensor: bool) -> None:
+    """Multiply every unit of ``grads`` (through their flat ``views`` where they have one)
+    by its entry of ``scale``, in place. ``multi_tensor`` (for CUDA): the scales repeated
+    to every element, then one multi-tensor kernel (a launch per gradient would cost the
+    host more than the rest of AGC); else a broadcast multiply per gradient (CPU: no
+    launches to save, and repeating is slow there)."""
+    if multi_tensor:
+        parts = torch.repeat_interleave(scale, lengths, output_size=sum(sizes)).split(sizes)
+        flat = [(v, part) for v, part in zip(views, parts) if v is not None]
+        if flat:
+            torch._foreach_mul_([v for v, _ in flat], [part for _, part in flat])
+        for g, v, part in zip(grads, views, parts):
+            if v is None:  # its units were copied in logical order
+                g.mul_(part.view(g.shape))
+        return
+    for g, r, part in zip(grads, rows, scale.split(rows)):
+        g.mul_(part.view((r, ) + (1, ) * (g.ndim - 1)) if g.ndim else part.view(()))
 
 
 def adaptive_clip_grad_(parameters: Iterable[torch.Tensor], clip_factor: float,

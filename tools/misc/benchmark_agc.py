@@ -1,8 +1,9 @@
 """Time adaptive gradient clipping per training step on a TinyViM classifier's parameters:
-timm's per-parameter ``adaptive_clip_grad``, our grouped AGC planned on every call
+timm's per-parameter ``adaptive_clip_grad``, our AGC planned on every call
 (``adaptive_clip_grad_``) and the training steps' ``AdaptiveGradClipper``, which keeps its
-plan. Calls alternate between the variants, each on fresh gradients (as after
-``zero_grad(set_to_none=True)``); minimum and median ms per call.
+plan. Calls alternate between the variants, each on the same fresh gradients (as after
+``zero_grad(set_to_none=True)``); minimum and median ms per call, and the largest
+difference from timm's clipped gradients (relative to the largest gradient).
 
 Examples::
 
@@ -30,6 +31,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--host-only', action='store_true',
                         help='one output row per parameter (host cost, not compute)')
     parser.add_argument('--calls', type=int, default=50, help='timed calls per variant')
+    parser.add_argument('--multi-tensor', action='store_true',
+                        help="AdaptiveGradClipper scales as on CUDA (one multi-tensor kernel) "
+                             'on any device')
     parser.add_argument('--clip-factor', type=float, default=0.02)
     args = parser.parse_args(argv)
     if args.calls < 1:
@@ -56,30 +60,39 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, List[float]]:
     from timm.utils.agc import adaptive_clip_grad
 
     from tinyvim_mm.benchmark.timing import synchronize
-    from tinyvim_mm.engine.agc import AdaptiveGradClipper, adaptive_clip_grad_
+    from tinyvim_mm.engine.agc import AdaptiveGradClipper
     device = torch.device(args.device)
     params = parameters(args.arch, device, args.host_only)
-    clipper = AdaptiveGradClipper()
+    clipper = AdaptiveGradClipper(True if args.multi_tensor else None)
     variants: Dict[str, Callable[[], object]] = {
         "timm's per-parameter AGC": lambda: adaptive_clip_grad(params, args.clip_factor),
-        'grouped, planned every call': lambda: adaptive_clip_grad_(params, args.clip_factor),
+        'AdaptiveGradClipper, planned every call':
+            lambda: AdaptiveGradClipper(clipper.multi_tensor)(params, args.clip_factor),
         'AdaptiveGradClipper (plan kept)': lambda: clipper(params, args.clip_factor)}
     times: Dict[str, List[float]] = {name: [] for name in variants}
+    diffs: Dict[str, float] = {name: 0.0 for name in variants}
     for call in range(args.calls + 5):
+        grads = [torch.randn_like(p) * 0.05 for p in params]
+        clipped = []
         for name, run in variants.items():
-            for p in params:
-                p.grad = torch.randn_like(p) * 0.05
+            for p, g in zip(params, grads):
+                p.grad = g.clone()
             synchronize(device)
             start = time.perf_counter()
             run()
             synchronize(device)
             if call >= 5:
                 times[name].append((time.perf_counter() - start) * 1e3)
+            clipped.append(torch.cat([p.grad.flatten() for p in params]))
+        scale = clipped[0].abs().max()
+        for name, c in zip(variants, clipped):
+            diffs[name] = max(diffs[name], ((c - clipped[0]).abs().max() / scale).item())
     print(f'AGC per call, TinyViM-{args.arch.upper()} ({len(params)} parameters'
           f'{", one row each" if args.host_only else ""}), {device}, {args.calls} calls\n')
-    print('| variant | min ms | median ms |\n|---|---|---|')
+    print('| variant | min ms | median ms | max difference from timm |\n|---|---|---|---|')
     for name, values in times.items():
-        print(f'| {name} | {min(values):.2f} | {statistics.median(values):.2f} |')
+        print(f'| {name} | {min(values):.2f} | {statistics.median(values):.2f} | '
+              f'{diffs[name]:.1e} |')
     return times
 
 

@@ -106,6 +106,24 @@ def _device_guard(t: Tensor):
     return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
 
 
+def _accumulator(parts: int, shape: Tuple[int, ...], device: torch.device) -> Tensor:
+    """A float32 output of ``shape`` that kernels add to: uninitialised if in one part
+    (the kernels write it before adding to it), else ``(parts, *shape)`` zeros (one part
+    per direction or channel block, summed by :func:`_summed`; a kernel writes part 0)."""
+    if parts == 1:
+        return torch.empty(shape, device=device, dtype=torch.float32)
+    return torch.zeros((parts, *shape), device=device, dtype=torch.float32)
+
+
+def _part_stride(t: Tensor, parts: int) -> int:
+    """Elements between the parts of an :func:`_accumulator` (0: a single part)."""
+    return t[0].numel() if parts > 1 else 0
+
+
+def _summed(t: Tensor, parts: int) -> Tensor:
+    return t.sum(0) if parts > 1 else t
+
+
 def _carry(end: Tensor, dtsum: Tensor, A: Tensor, out: Tensor, d: int, n_state: int,
            block_n: int, reverse: bool) -> None:
     """Launch ``chunk_carry_kernel`` over ``end``, ``dtsum`` (``(4b, chunks, d[, N])``)."""
@@ -131,7 +149,9 @@ def _cross_scan_fwd(x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D
     n_chunks = -(-length // chunk)
     block_n = _next_pow2(n_state)
     A, D, delta_bias = A.contiguous(), D.contiguous(), delta_bias.contiguous()
-    y = torch.empty((b, d, height, width), device=x.device, dtype=torch.float32)
+    # deterministic: one output per direction (each element added to once), summed after
+    parts = NUM_DIRECTIONS if torch.are_deterministic_algorithms_enabled() else 1
+    y = _accumulator(parts, (b, d, height, width), x.device)
     carried = n_chunks > 1
     states = x.new_empty((b * NUM_DIRECTIONS, n_chunks, d, n_state) if carried else (0, ),
                          dtype=torch.float32)
@@ -148,9 +168,10 @@ def _cross_scan_fwd(x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D
         if carried:
             _carry(end, dtsum, A, states, d, n_state, block_n, reverse=False)
         fwd_scan_kernel[grid](x, delta, B, C, A, delta_bias, states, y, d, length, height, width,
-                              n_chunks, *_strides(x), *_strides(delta), *_strides(B),
-                              *_strides(C), CARRY=carried, **meta)
-    return y, states
+                              n_chunks, _part_stride(y, parts), *_strides(x),
+                              *_strides(delta), *_strides(B), *_strides(C), CARRY=carried,
+                              **meta)
+    return _summed(y, parts), states
 
 
 @_cross_scan_fwd.register_fake
@@ -176,16 +197,21 @@ def _cross_scan_bwd(x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D
     A32, D, delta_bias = A.contiguous(), D.contiguous(), delta_bias.contiguous()
     carried = n_chunks > 1
     f32 = dict(device=x.device, dtype=torch.float32)
-    dx = torch.empty((b, d, height, width), **f32)
+    block_d = _block_d(d, chunk, block_n, BWD_TILE)
+    # deterministic: dx by direction, dB and dC by channel block (each element added to
+    # once), summed after
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    dx_parts = NUM_DIRECTIONS if deterministic else 1
+    dbc_parts = -(-d // block_d) if deterministic else 1
+    dx = _accumulator(dx_parts, (b, d, height, width), x.device)
     ddelta = torch.empty(delta.shape, device=x.device, dtype=delta.dtype)
-    dB = torch.empty(B.shape, **f32)
-    dC = torch.empty(C.shape, **f32)
+    dB = _accumulator(dbc_parts, B.shape, x.device)
+    dC = _accumulator(dbc_parts, C.shape, x.device)
     channels = NUM_DIRECTIONS * d
     dparam = torch.empty((b * n_chunks, channels * (n_state + 2)), **f32)
     end = torch.empty_like(states)
     dtsum = torch.empty(states.shape[:3] if carried else (0, ), **f32)
     dcarry = torch.empty_like(states)
-    block_d = _block_d(d, chunk, block_n, BWD_TILE)
     grid = (n_chunks, -(-d // block_d), b * NUM_DIRECTIONS)
     meta = dict(N=n_state, BLOCK_N=block_n, BLOCK_T=chunk, BLOCK_D=block_d,
                 SOFTPLUS=delta_softplus, num_warps=_num_warps(chunk * block_d * block_n))
@@ -197,8 +223,10 @@ def _cross_scan_bwd(x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D
             _carry(end, dtsum, A32, dcarry, d, n_state, block_n, reverse=True)
         bwd_scan_kernel[grid](x, delta, B, C, A32, delta_bias, grad_y, states, dcarry, dx, ddelta,
                               dB, dC, dparam, d, length, height, width, n_chunks,
+                              _part_stride(dx, dx_parts), _part_stride(dB, dbc_parts),
                               *_strides(x), *_strides(delta), *_strides(B), *_strides(C),
                               *_strides(grad_y), CARRY=carried, **meta)
+    dx, dB, dC = _summed(dx, dx_parts), _summed(dB, dbc_parts), _summed(dC, dbc_parts)
     # one reduction each: outputs of a custom op must not alias one another
     dA, dD, dbias = (dparam[:, start:stop].sum(0) for start, stop in (
         (0, channels * n_state), (channels * n_state, channels * (n_state + 1)),

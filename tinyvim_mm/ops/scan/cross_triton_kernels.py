@@ -162,7 +162,7 @@ def chunk_carry_kernel(end_ptr, dtsum_ptr, A_ptr, carry_ptr, d, n_chunks,
 
 @triton.jit
 def fwd_scan_kernel(x_ptr, delta_ptr, B_ptr, C_ptr, A_ptr, bias_ptr, carry_ptr, y_ptr,
-                    d, L, H, W, n_chunks,
+                    d, L, H, W, n_chunks, y_dir,
                     s_xb, s_xc, s_xh, s_xw,
                     s_db, s_dk, s_dc, s_dh, s_dw,
                     s_bb, s_bk, s_bn, s_bh, s_bw,
@@ -205,7 +205,7 @@ def fwd_scan_kernel(x_ptr, delta_ptr, B_ptr, C_ptr, A_ptr, bias_ptr, carry_ptr, 
         xw = tl.where(i[:, None, None] == 0, xw + a * h0[None, :, :], xw)
     _, h = tl.associative_scan((a, xw), 0, _combine)
     y = tl.sum(h * Ct[:, None, :], axis=2)
-    y_offs = (b * d + c[None, :]) * L + row[:, None] * W + col[:, None]
+    y_offs = k.to(tl.int64) * y_dir + (b * d + c[None, :]) * L + row[:, None] * W + col[:, None]
     tl.atomic_add(y_ptr + y_offs, y, mask=mask, sem='relaxed')
 
 
@@ -266,7 +266,7 @@ def bwd_chunk_kernel(gy_ptr, delta_ptr, C_ptr, A_ptr, D_ptr, bias_ptr, dx_ptr, d
 @triton.jit
 def bwd_scan_kernel(x_ptr, delta_ptr, B_ptr, C_ptr, A_ptr, bias_ptr, gy_ptr, carry_ptr,
                     dcarry_ptr, dx_ptr, ddelta_ptr, dB_ptr, dC_ptr, dparam_ptr,
-                    d, L, H, W, n_chunks,
+                    d, L, H, W, n_chunks, dx_dir, dbc_block,
                     s_xb, s_xc, s_xh, s_xw,
                     s_db, s_dk, s_dc, s_dh, s_dw,
                     s_bb, s_bk, s_bn, s_bh, s_bw,
@@ -278,7 +278,9 @@ def bwd_scan_kernel(x_ptr, delta_ptr, B_ptr, C_ptr, A_ptr, bias_ptr, gy_ptr, car
     saved carry), the adjoints ``g_t = C_t dy_t + a_{t+1} g_{t+1}`` (reverse scan from
     the reverse carry, ``a_{t+1}`` from ``delta`` loaded one step ahead), then
 
-    - ``dx += sum_n g dt B`` and ``dB += sum_c g dt u``, ``dC += sum_c dy h`` (atomics);
+    - ``dx += sum_n g dt B`` and ``dB += sum_c g dt u``, ``dC += sum_c dy h`` (atomics;
+      ``dx`` at ``dx_ptr + k * dx_dir``, ``dB`` and ``dC`` at ``+ pid_c * dbc_block``:
+      strides 0 share one output, others give each direction / channel block its own);
     - ``ddelta = sum_n g (u B + A a_t h_{t-1}) * sigmoid(delta + bias)`` (stored), with
       ``a_t h_{t-1} = h_t - dt u B`` as mamba-ssm's kernel forms it;
     - per chunk partial sums of ``dA = sum_t g dt a_t h_{t-1}``, ``dD = sum_t dy u`` and
@@ -348,10 +350,11 @@ def bwd_scan_kernel(x_ptr, delta_ptr, B_ptr, C_ptr, A_ptr, bias_ptr, gy_ptr, car
     dCt = tl.sum(h * g[:, :, None], axis=1)
 
     pix = row * W + col
-    tl.atomic_add(dx_ptr + (b * d + c[None, :]) * L + pix[:, None], du, mask=mask, sem='relaxed')
+    tl.atomic_add(dx_ptr + k.to(tl.int64) * dx_dir + (b * d + c[None, :]) * L + pix[:, None], du,
+                  mask=mask, sem='relaxed')
     tl.store(ddelta_ptr + ((b * 4 + k) * d + c[None, :]) * L + pix[:, None],
              ddt.to(ddelta_ptr.dtype.element_ty), mask=mask)
-    bn_offs = ((b * 4 + k) * N + n[None, :]) * L + pix[:, None]
+    bn_offs = pid_c.to(tl.int64) * dbc_block + ((b * 4 + k) * N + n[None, :]) * L + pix[:, None]
     tl.atomic_add(dB_ptr + bn_offs, dBt, mask=tn_mask, sem='relaxed')
     tl.atomic_add(dC_ptr + bn_offs, dCt, mask=tn_mask, sem='relaxed')
 
