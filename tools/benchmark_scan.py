@@ -5,6 +5,9 @@ Examples::
     python tools/benchmark_scan.py                       # CPU: ref and torch
     python tools/benchmark_scan.py --chunk-size 16 32 64 --json scan.json
     python tools/benchmark_scan.py --device cuda --dtype float16
+    # whole TinyViM-B training steps by backend, interleaved rounds
+    python tools/benchmark_scan.py --device cuda --model b --batch 2 --img-size 512
+    python tools/benchmark_scan.py --device cuda --model s --batch 256 --img-size 224 --amp
 
 Table 1, the ``selective_scan`` interface on the same inputs, ``(b, K*d, L)`` with
 ``L = H*W`` of ``--grid``: ``ref`` (per-step loop), ``torch`` (chunked), and on a GPU
@@ -14,6 +17,10 @@ timed in turns within each repeat (load changes hit all alike), median and p90.
 Table 2 (GPU): the Laplace mixer's whole cross scan, the fused Triton op (forward and
 backward) against gather + scan + merge with the other backends
 (``tinyvim_mm.ops.scan.cross_triton_bench``).
+With ``--model``: instead, training steps (forward, backward, AdamW) of one TinyViM
+classifier whose scan backend is switched between interleaved rounds
+(``tinyvim_mm.benchmark.scan.model_steps_by_backend``; speed relative to the first
+backend as the median of per-round ratios).
 """
 import argparse
 import json
@@ -21,8 +28,9 @@ from pathlib import Path
 
 import torch
 
-from tinyvim_mm.benchmark.scan import (compare_scans, cross_scan, scan_backends, scan_inputs,
-                                       scan_table)
+from tinyvim_mm.benchmark.scan import (compare_scans, cross_scan, model_steps_by_backend,
+                                       model_steps_table, scan_backends, scan_inputs, scan_table)
+from tinyvim_mm.ops import available_backends
 
 
 def parse_args() -> argparse.Namespace:
@@ -47,7 +55,36 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--skip-cross', action='store_true', help='no fused cross-scan table')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--json', type=Path, default=None, help='also write the results here')
-    return parser.parse_args()
+    model = parser.add_argument_group('whole-model training steps (--model)')
+    model.add_argument('--model', choices=['s', 'b', 'l'], default=None,
+                       help='time training steps of this TinyViM classifier by backend')
+    model.add_argument('--img-size', type=int, default=224)
+    model.add_argument('--amp', action='store_true',
+                       help='fp16 autocast and channels-last (default: float32, NCHW)')
+    model.add_argument('--backends', nargs='+', default=None,
+                       help="default: this device's backends but 'ref', best first")
+    model.add_argument('--rounds', type=int, default=12)
+    model.add_argument('--steps', type=int, default=10, help='steps per backend and round')
+    args = parser.parse_args()
+    if args.model is None and (args.amp or args.backends):
+        parser.error('--amp and --backends go with --model')
+    return args
+
+
+def model_steps(args: argparse.Namespace, device: torch.device) -> None:
+    """The ``--model`` comparison: print the table, write the JSON."""
+    backends = args.backends or [b for b in available_backends() if b != 'ref']
+    results = model_steps_by_backend(args.model, args.batch, args.img_size, backends, device,
+                                     args.amp, args.rounds, args.steps, args.warmup + 3,
+                                     args.seed)
+    form = 'fp16 AMP, channels-last' if args.amp else 'float32, NCHW'
+    print(f'TinyViM-{args.model.upper()} training steps, batch {args.batch}, '
+          f'{args.img_size}x{args.img_size}, {form}, on {device}: {args.rounds} interleaved '
+          f'rounds of {args.steps} steps per backend\n')
+    print(model_steps_table(results))
+    if args.json:
+        config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+        args.json.write_text(json.dumps(dict(config=config, model_steps=results), indent=2))
 
 
 def main() -> None:
@@ -55,6 +92,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    if args.model:
+        return model_steps(args, device)
     length = args.grid[0] * args.grid[1]
     inputs = scan_inputs(args.batch, args.directions, args.d_inner, args.d_state, length,
                          device, dtype, args.seed)

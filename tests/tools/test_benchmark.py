@@ -82,6 +82,35 @@ def test_benchmark_scan(tmp_path, monkeypatch, capsys):
     assert saved['results']['torch (chunk 4)']['max_abs_diff_grad'] < 1e-4
 
 
+def test_benchmark_scan_model_steps(tmp_path, monkeypatch, capsys):
+    """``--model``: training steps of one classifier, its scan backend switched between
+    interleaved rounds (every backend really runs), a row each; bad arguments error."""
+    from tinyvim_mm.models.layers import laplace_mixer
+    scan = load_module(REPO / 'tools' / 'benchmark_scan.py', 'benchmark_scan_cli')
+    used = []
+    real = laplace_mixer.selective_scan
+    monkeypatch.setattr(laplace_mixer, 'selective_scan',
+                        lambda *a, backend, **k: used.append(backend) or real(*a, backend=backend,
+                                                                             **k))
+    out = tmp_path / 'steps.json'
+    monkeypatch.setattr(sys, 'argv', ['benchmark_scan.py', '--model', 's', '--batch', '1',
+                                      '--img-size', '64', '--backends', 'torch', 'ref',
+                                      '--rounds', '2', '--steps', '1', '--warmup', '0',
+                                      '--json', str(out)])
+    scan.main()
+    assert '| torch |' in capsys.readouterr().out
+    saved = json.loads(out.read_text())['model_steps']
+    assert list(saved) == ['torch', 'ref'] and saved['torch']['speed'] == 1.0
+    assert saved['ref']['img_per_s'] > 0
+    # 3 warm-up and 2 timed steps per backend, in turns: torch, ref | ref, torch
+    blocks = [b for i, b in enumerate(used) if i == 0 or used[i - 1] != b]
+    assert blocks == ['torch', 'ref', 'torch', 'ref', 'torch'], blocks
+    assert used.count('torch') == used.count('ref')
+    monkeypatch.setattr(sys, 'argv', ['benchmark_scan.py', '--amp'])
+    with pytest.raises(SystemExit):
+        scan.main()
+
+
 def test_profile_kernels(tmp_path, capsys):
     """The profile tool on the CPU: operator time by category adds up, the scan is found,
     a toolbox config is profiled as its backbone (mmdet's ResNet too), bad input errors."""

@@ -96,7 +96,7 @@ def latency(ctx: Context, spec: ModelSpec, treatment: Treatment, batches: Sequen
     return dict(batches=per_batch, peak_mem_gb=peak_memory_gb(ctx.device))
 
 
-def _loss(output: Any, target: torch.Tensor) -> torch.Tensor:
+def heads_loss(output: Any, target: torch.Tensor) -> torch.Tensor:
     """Cross-entropy, averaged over the heads of models that return several."""
     heads: List[torch.Tensor] = list(output) if isinstance(output, (tuple, list)) else [output]
     return sum(F.cross_entropy(h.float(), target) for h in heads) / len(heads)
@@ -122,7 +122,7 @@ def train_step(ctx: Context, spec: ModelSpec, treatment: Treatment, batch: int,
 
     def step() -> torch.Tensor:
         with treatment.autocast(ctx.device):
-            loss = _loss(fn(x), target)
+            loss = heads_loss(fn(x), target)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

@@ -1,9 +1,11 @@
 """Selective-scan backends side by side: the flat ``selective_scan`` interface
-(``ref``, ``torch``, ``cuda``, ``triton`` forward) on the same inputs, and the Laplace
+(``ref``, ``torch``, ``cuda``, ``triton`` forward) on the same inputs, the Laplace
 mixer's whole fused cross scan (Triton, forward and backward) through
-:mod:`tinyvim_mm.ops.scan.cross_triton_bench`."""
+:mod:`tinyvim_mm.ops.scan.cross_triton_bench`, and whole training steps of one model
+whose backend is switched between interleaved rounds (:func:`model_steps_by_backend`)."""
 import math
 import statistics
+import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -12,6 +14,7 @@ from tinyvim_mm.ops import (available_backends, default_chunk_size, selective_sc
                             selective_scan_ref, selective_scan_torch)
 from tinyvim_mm.ops.device import device_key, triton_unsupported
 
+from .measure import heads_loss
 from .timing import percentile, seconds_per_call, synchronize
 
 
@@ -141,4 +144,70 @@ def scan_table(results: Dict[str, Dict[str, Any]], missing: Dict[str, str]) -> s
                      f'{r["speedup_fwd"]:.1f} | {speed_bwd} | {r["max_abs_diff_out"]:.1e} / '
                      f'{"—" if grad is None else f"{grad:.1e}"} |')
     lines += [f'| {name} | unavailable: {why} | | | | |' for name, why in missing.items()]
+    return '\n'.join(lines)
+
+
+def model_steps_by_backend(arch: str, batch: int, img_size: int, backends: Sequence[str],
+                           device: torch.device, amp: bool = False, rounds: int = 12,
+                           steps: int = 10, warmup: int = 5, seed: int = 0
+                           ) -> Dict[str, Dict[str, float]]:
+    """Training steps (forward, backward, AdamW) of one TinyViM classifier whose scan
+    backend is switched between timings: ``rounds`` rounds of ``steps`` steps per backend,
+    the order reversed every other round, so that the same weights, inputs and machine
+    state serve every backend, and drifts of the host (which sets the pace of small
+    batches) hit all alike. ``amp``: fp16 autocast with a loss scaler, channels-last
+    (the configs' fast form); else float32, NCHW.
+
+    Returns:
+        ``{backend: {median_ms, min_ms, img_per_s, speed}}`` per step; ``speed``: the
+        median over rounds of the first backend's time over this one's.
+    """
+    from tinyvim_mm.models import TinyViMClassifier
+    from tinyvim_mm.models.layers.laplace_mixer import SelectiveScan
+    if rounds < 1 or steps < 1 or not backends:
+        raise ValueError('model_steps_by_backend needs rounds >= 1, steps >= 1 and a backend')
+    torch.manual_seed(seed)
+    layout = torch.channels_last if amp else torch.contiguous_format
+    model = TinyViMClassifier(arch).to(device, memory_format=layout).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    gen = torch.Generator().manual_seed(seed + 1)
+    x = torch.randn(batch, 3, img_size, img_size, generator=gen).to(device, memory_format=layout)
+    target = torch.randint(0, 1000, (batch, ), generator=gen).to(device)
+    scans = [m for m in model.modules() if isinstance(m, SelectiveScan)]
+
+    def run(backend: str, count: int) -> float:
+        for m in scans:
+            m.backend = backend
+        synchronize(device)
+        begin = time.perf_counter()
+        for _ in range(count):
+            with torch.autocast(device.type, torch.float16, enabled=amp):
+                loss = heads_loss(model(x), target)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        synchronize(device)
+        return (time.perf_counter() - begin) / count
+
+    for backend in backends:
+        run(backend, warmup)
+    times: Dict[str, List[float]] = {b: [] for b in backends}
+    for r in range(rounds):
+        for backend in (backends if r % 2 == 0 else backends[::-1]):
+            times[backend].append(run(backend, steps))
+    first = times[backends[0]]
+    return {b: dict(median_ms=statistics.median(t) * 1e3, min_ms=min(t) * 1e3,
+                    img_per_s=batch / statistics.median(t),
+                    speed=statistics.median(f / s for f, s in zip(first, t)))
+            for b, t in times.items()}
+
+
+def model_steps_table(results: Dict[str, Dict[str, float]]) -> str:
+    """Markdown table of :func:`model_steps_by_backend`'s results."""
+    lines = ['| backend | ms / step, median (min) | img/s | speed (× first) |',
+             '|---|---|---|---|']
+    lines += [f'| {b} | {r["median_ms"]:.2f} ({r["min_ms"]:.2f}) | {r["img_per_s"]:.1f} | '
+              f'{r["speed"]:.3f} |' for b, r in results.items()]
     return '\n'.join(lines)
