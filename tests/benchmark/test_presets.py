@@ -87,3 +87,19 @@ def test_bad_sections(changes, message):
                  img_size=32)
     with pytest.raises(ValueError, match=message):
         Section.parse(dict(entry, **changes))
+
+
+def test_cell_order():
+    """Throughput tables run column by column (the extra columns are what a short budget
+    skips); runner-level training row by row (a row's released and default runs back to
+    back: its ratio)."""
+    from tinyvim_mm.benchmark.suite import section_cells
+    sections, _, _ = load_preset('train')
+    train_cls = next(s for s in sections if s.kind == 'runner_train')
+    cells = [(spec.label, column.name) for spec, column in section_cells(train_cls)]
+    first = train_cls.models[0].label
+    assert cells[:len(train_cls.columns)] == [(first, c.name) for c in train_cls.columns]
+    (peers, ), _, _ = load_preset('peers_s')
+    cells = [(spec.label, column.name) for spec, column in section_cells(peers)]
+    assert [c for _, c in cells[:len(peers.models)]] == ['eager'] * len(peers.models)
+    assert len(cells) == len(peers.models) * len(peers.columns)

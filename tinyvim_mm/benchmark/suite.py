@@ -9,7 +9,7 @@ import platform
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -63,6 +63,13 @@ def measure_one(ctx: Context, section: Section, spec: ModelSpec,
     return fn(ctx, spec, column.treatment, section.batch, section.img_size)
 
 
+def section_cells(section: Section) -> List[Tuple[ModelSpec, Column]]:
+    """The cells of ``section`` in the order :meth:`Suite.run` measures them."""
+    if section.kind == 'runner_train':
+        return [(spec, column) for spec in section.models for column in section.columns]
+    return [(spec, column) for column in section.columns for spec in section.models]
+
+
 class Suite:
     """Measures sections on ``device``, recording every cell.
 
@@ -96,9 +103,12 @@ class Suite:
         return math.inf if self.deadline is None else self.deadline - time.monotonic()
 
     def run(self, sections: List[Section]) -> List[Dict[str, Any]]:
-        """Measure every cell, section by section, column by column (every model's first
-        column before any second one: what is skipped when time runs short is the
-        extra columns); returns the records."""
+        """Measure every cell, section by section; returns the records. Throughput-like
+        sections go column by column (every model's first column before any second one:
+        what is skipped when time runs short is the extra columns); ``runner_train``
+        sections row by row, since their ratio compares the columns of one row (the
+        released recipe and the default of one config, measured back to back, and
+        complete when time runs short)."""
         self.sections = list(sections)
         total = STARTUP_S + sum(s.cost_s(c) * len(s.models) for s in sections
                                 for c in s.columns)
@@ -106,9 +116,8 @@ class Suite:
                  f'about {total / 60:.1f} min on an H200')
         for index, section in enumerate(sections):
             ctx = Context(self.device, section.timing, self.seed)
-            for column in section.columns:
-                for spec in section.models:
-                    self._run_cell(ctx, index, section, spec, column)
+            for spec, column in section_cells(section):
+                self._run_cell(ctx, index, section, spec, column)
         self.save()
         return self.records
 
