@@ -118,9 +118,11 @@ default_hooks = dict(
 # gradients are unscaled before clipping), and the backbone compiled into CUDA graphs
 # (torch.compile mode='reduce-overhead'; compute capability >= 7.0). The eager loop is
 # bound by the host's kernel launches: on an H200, TinyViM-S without teacher trains at
-# 2,532 img/s with the graphs against 1,289 eager and 1,180 in the released recipe's form
-# (docs/benchmarks.md, `python tools/benchmark.py --preset train`). The first iteration
-# compiles for about a minute (validation, in eval mode, compiles once more); plain
+# 2,744 img/s with the graphs against 996 in the released recipe's form in the same
+# process (2.75x; the released form's host-bound pace varies, 996-1,606 img/s across
+# runs), and at 2,532 against 1,289 eager in an earlier run (docs/benchmarks.md,
+# `python tools/benchmark.py --preset train_s`). The first iteration compiles for 1.5-4
+# minutes (validation, in eval mode, compiles once more); plain
 # torch.compile without graphs did not pay off (0.88-1.15x eager). Turn any off with
 # e.g. `--cfg-options fast_training.compile=False`, all with `fast_training=None`.
 runner_type = 'FastTrainingRunner'

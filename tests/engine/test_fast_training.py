@@ -216,7 +216,8 @@ def test_resume_is_exact_in_the_fast_form(tmp_path):
     state are in the checkpoint) continues the saved run bit for bit: a run of 3
     iterations saves at iteration 2, and the run resumed from that checkpoint computes
     iteration 3's loss exactly as the first run did (the restored weights, RNG and data
-    order; a forward pass is deterministic here). Trajectories of separate runs are
+    order; with ``deterministic=True`` the forward is deterministic, the Triton scan's
+    direction sums included). Trajectories of separate runs are
     compared to 1e-3 only: CUDA's atomic-add backward kernels (bilinear upsampling's) sum
     in no fixed order even with ``deterministic=True``, so two runs' weights part in the
     last bits after their first backward (H200: losses 1e-4 apart by iteration 3), while
