@@ -47,7 +47,8 @@ def test_teacher_logits_after_loading(tmp_path):
     assert model.teacher_agreement(x) == 1.0
 
 
-@pytest.mark.parametrize('fast', [dict(dtype='fp8'), dict(dtype='float16', tf32=True)])
+@pytest.mark.parametrize('fast', [dict(dtype='fp8'), dict(dtype='float16', tf32=True),
+                                  dict(compile='reduce-overhead')])
 def test_bad_teacher_fast(fast):
     with pytest.raises(ValueError, match='teacher_fast'):
         build(teacher_fast=fast)

@@ -90,6 +90,15 @@ train_cls = dict(
             dict(name='configs/tinyvim_s_8xb128_in1k_noteacher.py', label='TinyViM-S, no teacher'),
             dict(name='configs/tinyvim_b_8xb128_in1k.py', label='TinyViM-B, RegNetY-16GF teacher'),
             dict(name='configs/tinyvim_b_8xb128_in1k_noteacher.py', label='TinyViM-B, no teacher')])
+# The distillation teacher (RegNetY-16GF, ~17x the student's forward) compiled into CUDA
+# graphs on top of the default (teacher_fast.compile; not a default until measured).
+train_teacher = dict(
+    train_cls, title='ImageNet training with the teacher, runner level (batch 128 per GPU, '
+    '224x224)',
+    columns=[train_cls_variants[0], train_cls_variants[2],
+             dict(name='teacher in CUDA graphs',
+                  cfg_options={'model.teacher_fast.compile': dict(mode='reduce-overhead')})],
+    models=[train_cls['models'][0], train_cls['models'][2]])
 train_det = dict(
     kind='runner_train', title='Detection training, runner level (batch 4 per GPU, 800x1333)',
     iters=20, warmup=5,

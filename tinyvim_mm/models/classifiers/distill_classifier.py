@@ -72,7 +72,9 @@ class DistillImageClassifier(ImageClassifier):
             bare or under ``state_dict`` / ``model``), loaded strictly.
         teacher_fast: on CUDA, ``dtype`` (``'float16'``, ``'bfloat16'`` or
             ``'float32'``), ``channels_last`` and ``compile`` (``torch.compile`` of
-            the teacher in place) of the teacher's forward; ``None``: fp32, as built.
+            the teacher in place: ``True`` or its keyword arguments, e.g.
+            ``dict(mode='reduce-overhead')`` for CUDA graphs) of the teacher's forward;
+            ``None``: fp32, as built.
     """
 
     def __init__(self,
@@ -95,9 +97,11 @@ class DistillImageClassifier(ImageClassifier):
         self.teacher_checkpoint = teacher_checkpoint
         self.teacher_fast = dict(teacher_fast or {})
         unknown = set(self.teacher_fast) - {'dtype', 'channels_last', 'compile'}
-        if unknown or self.teacher_fast.get('dtype', 'float32') not in FAST_DTYPES:
+        if (unknown or self.teacher_fast.get('dtype', 'float32') not in FAST_DTYPES
+                or not isinstance(self.teacher_fast.get('compile', False), (bool, dict))):
             raise ValueError(f'teacher_fast takes dtype ({sorted(FAST_DTYPES)}), channels_last '
-                             f'and compile, got {teacher_fast}')
+                             f'and compile (True, False or torch.compile keyword arguments), '
+                             f'got {teacher_fast}')
         self._teacher_loaded = False
         self._teacher_fast_on: Optional[torch.device] = None
         if teacher is None:
@@ -178,8 +182,9 @@ class DistillImageClassifier(ImageClassifier):
         teacher.to(dtype=dtype)
         if self.teacher_fast.get('channels_last'):
             teacher.to(memory_format=torch.channels_last)
-        if self.teacher_fast.get('compile'):
-            teacher.compile()
+        compile_cfg = self.teacher_fast.get('compile')
+        if compile_cfg:
+            teacher.compile(**(compile_cfg if isinstance(compile_cfg, dict) else {}))
         self._teacher_fast_on = device
         return teacher
 
