@@ -420,6 +420,31 @@ def test_agc_clipper_keeps_its_plan_only_while_it_holds(multi_tensor):
     step('transposed')
 
 
+@pytest.mark.parametrize('multi_tensor', [False, True])
+def test_agc_clipper_groups_by_dtype(multi_tensor):
+    """Parameters of several dtypes are clipped in one group each, each as timm clips it
+    (here in float64 on copies; bfloat16 gradients within their rounding)."""
+    from timm.utils.agc import adaptive_clip_grad
+    gen = torch.Generator().manual_seed(0)
+    params = [nn.Parameter(torch.randn(8, 3, 3, 3, generator=gen)),
+              nn.Parameter(torch.randn(5, 8, generator=gen).bfloat16()),
+              nn.Parameter(torch.randn(8, generator=gen))]
+    for p in params:
+        p.grad = (torch.randn(p.shape, generator=gen) * 0.5).to(p.dtype)
+    ref = [nn.Parameter(p.detach().double()) for p in params]
+    for p, q in zip(params, ref):
+        q.grad = p.grad.double()
+    before = [p.grad.clone() for p in params]
+    clipper = AdaptiveGradClipper(multi_tensor)
+    clipper(params, clip_factor=0.02)
+    adaptive_clip_grad(ref, clip_factor=0.02)
+    assert len(clipper._groups) == 2
+    for p, q, g in zip(params, ref, before):
+        assert p.grad.dtype == p.dtype and not torch.equal(p.grad, g)  # clipped, in place
+        tol = 1e-2 if p.dtype == torch.bfloat16 else 1e-6
+        torch.testing.assert_close(p.grad.double(), q.grad, rtol=tol, atol=1e-9)
+
+
 def _computing_ops(prof) -> int:
     """Innermost ATen operators of a profile that compute (views and allocations left
     out): what would each be a kernel launch on a GPU."""

@@ -116,10 +116,11 @@ class AdaptiveGradClipper:
             units = torch.cat([_units_flat(grads[i], v) for i, v in zip(group.members, views)])
             weights = torch.cat([_units_flat(params[i].detach(), w)
                                  for i, w in zip(group.members, group.weights)])
-            g_sq = torch.segment_reduce(units.float().square(), 'sum', lengths=group.lengths,
+            # squared in place: both are fresh copies (torch.cat), read only for the norms
+            g_sq = torch.segment_reduce(units.float().square_(), 'sum', lengths=group.lengths,
                                         unsafe=True)
-            w_sq = torch.segment_reduce(weights.float().square(), 'sum', lengths=group.lengths,
-                                        unsafe=True)
+            w_sq = torch.segment_reduce(weights.float().square_(), 'sum',
+                                        lengths=group.lengths, unsafe=True)
             squares.append(g_sq.sum())
             scale = (w_sq.sqrt_().clamp_(min=eps).mul_(clip_factor)
                      / g_sq.sqrt().clamp_(min=1e-6)).clamp_(max=1.0).to(units.dtype)
