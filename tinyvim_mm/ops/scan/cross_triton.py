@@ -45,6 +45,11 @@ float32 ``tl.atomic_add``: each element receives only 4 (directions) or ``d / BL
 per-direction buffers would cost a ``(b, 4, d, L)`` tensor and another pass over it.
 The price: the order of those few fp32 additions, hence the last bit of
 ``y``, ``dx``, ``dB``, ``dC``, varies from run to run (as in mamba-ssm's backward).
+Under ``torch.use_deterministic_algorithms(True)`` (MMEngine's
+``randomness.deterministic``) each direction (``y``, ``dx``) and each channel block
+(``dB``, ``dC``) gets its own zero-initialised part, every element receives a single
+add, and the parts are summed afterwards by ``torch.sum``: the same bits on every run,
+for up to ``4x`` the memory of those outputs and one more pass over them.
 """
 import contextlib
 from typing import Optional, Tuple
