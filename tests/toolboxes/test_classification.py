@@ -343,10 +343,11 @@ def test_agc_matches_timm_and_wrapper_applies_it():
         AGCOptimWrapper(torch.optim.SGD([param], lr=1.), clip_grad=dict(type='agc', eps=1e-3))
 
 
-def test_agc_grouped_matches_timm_on_a_whole_network():
-    """Grouping units of equal size changes nothing: a TinyViM classifier in channels-last
-    (non-contiguous 4-D gradients, 1-D and scalar parameters, units of many sizes) gets
-    timm's per-parameter result, with far fewer operators."""
+def test_agc_matches_timm_on_a_whole_network():
+    """Clipping a whole network at once (units concatenated, norms by segmented sums)
+    changes nothing: a TinyViM classifier in channels-last (non-contiguous 4-D gradients,
+    1-D and scalar parameters, units of many sizes) gets timm's per-parameter result, with
+    far fewer operators."""
     from timm.utils.agc import adaptive_clip_grad
     from torch.profiler import ProfilerActivity, profile
 
@@ -362,7 +363,7 @@ def test_agc_grouped_matches_timm_on_a_whole_network():
         p.grad = grad.clone().contiguous(memory_format=torch.channels_last) if p.ndim == 4 \
             else grad.clone()
         q.grad = grad.clone()
-    with profile(activities=[ProfilerActivity.CPU]) as grouped:
+    with profile(activities=[ProfilerActivity.CPU]) as whole:
         total = adaptive_clip_grad_(model.parameters(), clip_factor=0.02)
     with profile(activities=[ProfilerActivity.CPU]) as per_parameter:
         adaptive_clip_grad(ref.parameters(), clip_factor=0.02)
@@ -371,7 +372,7 @@ def test_agc_grouped_matches_timm_on_a_whole_network():
     assert sum(not torch.equal(q.grad, g) for q, g in zip(ref.parameters(), before)) > 10
     expected = torch.linalg.vector_norm(torch.cat([g.flatten() for g in before]))
     assert total.item() == pytest.approx(expected.item(), rel=1e-5)
-    assert _computing_ops(grouped) * 3 < _computing_ops(per_parameter)
+    assert _computing_ops(whole) * 3 < _computing_ops(per_parameter)
 
 
 @pytest.mark.parametrize('multi_tensor', [False, True])
