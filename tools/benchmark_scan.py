@@ -83,8 +83,13 @@ def model_steps(args: argparse.Namespace, device: torch.device) -> None:
           f'rounds of {args.steps} steps per backend\n')
     print(model_steps_table(results))
     if args.json:
-        config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-        args.json.write_text(json.dumps(dict(config=config, model_steps=results), indent=2))
+        args.json.write_text(json.dumps(dict(config=_config(args), model_steps=results),
+                                        indent=2))
+
+
+def _config(args: argparse.Namespace) -> dict:
+    """The command line as JSON."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
 
 
 def main() -> None:
@@ -111,8 +116,7 @@ def main() -> None:
     print(f'\nfused Triton cross scan (forward + backward), b={args.batch} d={args.d_inner} '
           f'{args.grid[0]}x{args.grid[1]}:\n{cross_text}')
     if args.json:
-        config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-        args.json.write_text(json.dumps(dict(config=config, results=results,
+        args.json.write_text(json.dumps(dict(config=_config(args), results=results,
                                              unavailable=missing, cross_scan=cross_rows
                                              or cross_text), indent=2, default=str))
 

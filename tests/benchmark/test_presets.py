@@ -7,7 +7,8 @@ from tinyvim_mm.benchmark import Section, available_presets, load_preset, load_t
 from tinyvim_mm.benchmark.models import parse_model
 from tinyvim_mm.benchmark.presets import STARTUP_S, preset_path
 
-REQUIRED = ('peers_s', 'peers_b', 'peers_l', 'latency', 'dense', 'train', 'train_teacher', 'readme')
+REQUIRED = ('peers_s', 'peers_b', 'peers_l', 'latency', 'dense', 'train', 'train_teacher',
+            'readme')
 
 
 @pytest.mark.parametrize('name', REQUIRED)

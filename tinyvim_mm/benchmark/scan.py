@@ -5,7 +5,6 @@ mixer's whole fused cross scan (Triton, forward and backward) through
 whose backend is switched between interleaved rounds (:func:`model_steps_by_backend`)."""
 import math
 import statistics
-import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -176,20 +175,19 @@ def model_steps_by_backend(arch: str, batch: int, img_size: int, backends: Seque
     target = torch.randint(0, 1000, (batch, ), generator=gen).to(device)
     scans = [m for m in model.modules() if isinstance(m, SelectiveScan)]
 
+    def step() -> None:
+        with torch.autocast(device.type, torch.float16, enabled=amp):
+            loss = heads_loss(model(x), target)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
     def run(backend: str, count: int) -> float:
         for m in scans:
             m.backend = backend
         synchronize(device)
-        begin = time.perf_counter()
-        for _ in range(count):
-            with torch.autocast(device.type, torch.float16, enabled=amp):
-                loss = heads_loss(model(x), target)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        synchronize(device)
-        return (time.perf_counter() - begin) / count
+        return seconds_per_call(step, device, count)
 
     for backend in backends:
         run(backend, warmup)

@@ -1,8 +1,8 @@
 """Time adaptive gradient clipping per training step on a TinyViM classifier's parameters:
 timm's per-parameter ``adaptive_clip_grad``, our ``AdaptiveGradClipper`` planned on every
 call (a new one each time, as ``adaptive_clip_grad_``) and the training steps' one, which
-keeps its plan. Calls alternate between the variants, each on the same fresh gradients (as after
-``zero_grad(set_to_none=True)``); minimum and median ms per call, and the largest
+keeps its plan. Calls alternate between the variants, each on the same fresh gradients
+(as after ``zero_grad(set_to_none=True)``); minimum and median ms per call, and the largest
 difference from timm's clipped gradients (relative to the largest gradient).
 
 Examples::
