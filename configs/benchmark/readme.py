@@ -5,13 +5,15 @@
 #       --plot work_dirs/benchmark/readme.png
 # 1. TinyViM-S fast and its 7 peers, eager and torch.compile (the Pareto plot's core);
 # 2. TinyViM-B and -L fast and their peers, eager;
-# 3. Mask R-CNN and Semantic FPN with TinyViM-B against ResNet-50, end to end, and the
-#    backbones alone at 2x3x800x1333;
+# 3. Mask R-CNN and Semantic FPN with TinyViM-B against ResNet-50, end to end, each
+#    backbone replayed from CUDA graphs (as `tools/test.py --deploy` runs TinyViM), and
+#    the backbones alone at 2x3x800x1333 from a CUDA graph;
 # 4. runner-level ImageNet training of TinyViM-S (no teacher), released recipe vs default.
 # The full tables: peers_s, peers_b, peers_l, latency (batch 1, 8, 32), dense, train.
 _base_ = ['./_base_/sections.py']
 
 eager_only = [dict(name='eager')]
+graph_only = [dict(name='CUDA graph', cuda_graphs=True)]
 quick = dict(warmup=3, repeats=3, min_time=0.6)  # batch 1024: samples agree to ~0.1 %
 sections = [
     dict(_base_.throughput_s, models=['tinyvim-s:fast'] + _base_.peers_s,
@@ -20,9 +22,11 @@ sections = [
          reference='tinyvim-b:fast', columns=eager_only, timing=quick),
     dict(_base_.throughput_l, models=['tinyvim-l:fast'] + _base_.peers_l,
          reference='tinyvim-l:fast', columns=eager_only, timing=quick),
-    dict(_base_.dense_det, models=_base_.dense_det.models[1:]),
-    dict(_base_.dense_seg, models=_base_.dense_seg.models[1:]),
-    dict(_base_.backbone_det, models=_base_.backbone_det.models[1:], columns=eager_only),
+    dict(_base_.dense_det, models=_base_.dense_det.models[1::2],
+         reference=_base_.dense_det.models[3].label),
+    dict(_base_.dense_seg, models=_base_.dense_seg.models[1::2],
+         reference=_base_.dense_seg.models[3].label),
+    dict(_base_.backbone_det, models=_base_.backbone_det.models[1:], columns=graph_only),
     dict(_base_.train_cls, models=[_base_.train_cls.models[1]],
          columns=[_base_.train_cls_variants[0], _base_.train_cls_variants[-1]]),
 ]

@@ -8,6 +8,8 @@ from typing import Any, Dict, List, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from tinyvim_mm.deploy import enable_cuda_graphs
+
 from .models import ModelSpec, build_classifier, fold, optimize_tinyvim
 from .synthetic import dense_inputs
 from .timing import (TimingConfig, measure, peak_memory_gb, peak_memory_reset,
@@ -146,14 +148,18 @@ def _config(spec: ModelSpec, treatment: Treatment, eager_only: bool):
 
 
 def toolbox_model(ctx: Context, spec: ModelSpec, treatment: Treatment, cfg) -> torch.nn.Module:
-    """The model of ``cfg`` on the device in eval mode, folded / optimized as asked."""
+    """The model of ``cfg`` on the device in eval mode, folded / optimized as asked,
+    its backbone replaying CUDA graphs if the spec says so."""
     torch.manual_seed(ctx.seed)
     model = build_model(cfg).eval()
     if spec.optimize is not None:
         optimize_tinyvim(model, spec.optimize)
     elif treatment.reparameterize:
         fold(model, 'config')
-    return place(model, treatment, ctx.device)
+    model = place(model, treatment, ctx.device)
+    if spec.backbone_cuda_graphs:
+        enable_cuda_graphs(model.backbone)
+    return model
 
 
 def dense(ctx: Context, spec: ModelSpec, treatment: Treatment, batch: int,

@@ -142,17 +142,33 @@ class CheckpointGuardHook(Hook):
 class InferenceFormHook(Hook):
     """Test in the fast inference form: after the checkpoint is loaded, fold the model and
     swap its blocks for their fused forms (``tinyvim_mm.deploy.optimize_for_inference``;
-    kernels that cannot run on the device fall back with a one-line log).
-    ``tools/test.py --deploy`` adds it; the arguments are ``optimize_for_inference``'s."""
+    kernels that cannot run on the device fall back with a one-line log), and replay the
+    TinyViM backbone's forward from CUDA graphs, one per input shape
+    (``tinyvim_mm.deploy.enable_cuda_graphs``; on GPUs only, at most ``max_graphs``
+    shapes). ``tools/test.py --deploy`` adds it; the other arguments are
+    ``optimize_for_inference``'s."""
 
     priority = 'VERY_LOW'
 
     def __init__(self, fuse_blocks: bool = True, fold_axial: bool = True,
-                 scan_backend: Optional[str] = 'triton') -> None:
+                 scan_backend: Optional[str] = 'triton', cuda_graphs: bool = True,
+                 max_graphs: int = 16) -> None:
         self.kwargs = dict(fuse_blocks=fuse_blocks, fold_axial=fold_axial,
                            scan_backend=scan_backend)
+        if not isinstance(max_graphs, int) or max_graphs < 1:
+            raise ValueError(f'max_graphs must be a positive int, got {max_graphs!r}')
+        self.cuda_graphs = cuda_graphs
+        self.max_graphs = max_graphs
 
     def before_test(self, runner) -> None:
-        from tinyvim_mm.deploy import optimize_for_inference
-        optimize_for_inference(_bare_model(runner.model), **self.kwargs)
-        runner.logger.info(f'testing the inference form ({self.kwargs})')
+        from tinyvim_mm.deploy import enable_cuda_graphs, optimize_for_inference
+        from tinyvim_mm.models import TinyViM
+        model = _bare_model(runner.model)
+        optimize_for_inference(model, **self.kwargs)
+        graphed = 0
+        if self.cuda_graphs:
+            for backbone in [m for m in model.modules() if isinstance(m, TinyViM)]:
+                enable_cuda_graphs(backbone, self.max_graphs)
+                graphed += 1
+        runner.logger.info(f'testing the inference form ({self.kwargs}); TinyViM backbones '
+                           f'replaying CUDA graphs on GPU inputs: {graphed}')

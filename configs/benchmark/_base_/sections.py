@@ -41,27 +41,44 @@ fpn_b = 'configs/fpn_tinyvim_b_ade20k_40k.py'
 fpn_r50 = 'mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py'
 dense_treatment = dict(dtype='fp32', channels_last=False, reparameterize=True)
 dense_fast = dict(fuse_blocks=False, scan_backend='triton')
+# "fast": what `tools/test.py --deploy` runs (InferenceFormHook: the folded form with the
+# Triton scan, the backbone replayed from CUDA graphs); ResNet-50 gets the same graphs
+# in its own row.
 dense_det = dict(
     kind='dense', title='Mask R-CNN end to end (test_step, 100 detections per image)',
     batch=2, img_size=(800, 1333), treatment=dense_treatment,
     models=[dict(name=mask_rcnn_b, label='Mask R-CNN, TinyViM-B'),
-            dict(name=mask_rcnn_b, label='Mask R-CNN, TinyViM-B fast', optimize=dense_fast),
-            dict(name=mask_rcnn_r50, label='Mask R-CNN, ResNet-50 (mmdet)')],
+            dict(name=mask_rcnn_b, label='Mask R-CNN, TinyViM-B fast (--deploy)',
+                 optimize=dense_fast, backbone_cuda_graphs=True),
+            dict(name=mask_rcnn_r50, label='Mask R-CNN, ResNet-50 (mmdet)'),
+            dict(name=mask_rcnn_r50, label='Mask R-CNN, ResNet-50, backbone in CUDA graphs',
+                 backbone_cuda_graphs=True)],
     reference='Mask R-CNN, ResNet-50 (mmdet)')
 dense_seg = dict(
     kind='dense', title='Semantic FPN end to end (test_step)', batch=8, img_size=512,
     treatment=dense_treatment,
     models=[dict(name=fpn_b, label='Semantic FPN, TinyViM-B'),
-            dict(name=fpn_b, label='Semantic FPN, TinyViM-B fast', optimize=dense_fast),
-            dict(name=fpn_r50, label='Semantic FPN, ResNet-50 (mmseg)')],
+            dict(name=fpn_b, label='Semantic FPN, TinyViM-B fast (--deploy)',
+                 optimize=dense_fast, backbone_cuda_graphs=True),
+            dict(name=fpn_r50, label='Semantic FPN, ResNet-50 (mmseg)'),
+            dict(name=fpn_r50, label='Semantic FPN, ResNet-50, backbone in CUDA graphs',
+                 backbone_cuda_graphs=True)],
     reference='Semantic FPN, ResNet-50 (mmseg)')
 backbone_det = dict(
     kind='backbone', title='Backbones alone at the detection size', batch=2,
-    img_size=(800, 1333), treatment=dense_treatment, columns=_base_.eager_compiled,
+    img_size=(800, 1333), treatment=dense_treatment,
+    columns=_base_.eager_compiled + [dict(name='CUDA graph', cuda_graphs=True)],
     models=[dict(name=mask_rcnn_b, label='TinyViM-B'),
             dict(name=mask_rcnn_b, label='TinyViM-B fast', optimize=dense_fast),
             dict(name=mask_rcnn_r50, label='ResNet-50 (mmdet)')],
     reference='ResNet-50 (mmdet)')
+# The same in fp16 autocast and channels-last (the fused FFN kernels on).
+backbone_det_fp16 = dict(
+    backbone_det, title='Backbones alone at the detection size, fp16, channels-last',
+    treatment=dict(dtype='fp16', channels_last=True, reparameterize=True),
+    columns=[dict(name='eager'), dict(name='CUDA graph', cuda_graphs=True)],
+    models=[dict(name=mask_rcnn_b, label='TinyViM-B fast', optimize=dict(fold_axial=True)),
+            dict(name=mask_rcnn_r50, label='ResNet-50 (mmdet)')])
 
 # ---------------------------------------------------------------- training, runner level
 # The configs' real training loops (MMEngine Runner: data preprocessor with Mixup /

@@ -1,0 +1,116 @@
+"""CUDA-graph replay of inference forwards (tinyvim_mm.deploy.cuda_graphs)."""
+import copy
+
+import pytest
+import torch
+
+from conftest import randomise_bn
+from tinyvim_mm.deploy import (cuda_graphs_enabled, disable_cuda_graphs, enable_cuda_graphs,
+                               optimize_for_inference)
+from tinyvim_mm.deploy.cuda_graphs import GraphedForward
+from tinyvim_mm.models import TinyViM
+
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+
+
+def _backbone(arch: str = 's') -> TinyViM:
+    torch.manual_seed(0)
+    return randomise_bn(TinyViM(arch)).eval()
+
+
+def test_enable_keeps_the_module_and_runs_cpu_inputs_eagerly():
+    model = _backbone()
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        expected = model(x)
+        keys = list(model.state_dict())
+        enable_cuda_graphs(model)
+        assert cuda_graphs_enabled(model)
+        got = model(x)
+    assert list(model.state_dict()) == keys
+    assert all(torch.equal(a, b) for a, b in zip(got, expected))
+    assert not model.forward.graphs  # a CPU input never captures
+    clone = copy.deepcopy(model)
+    assert cuda_graphs_enabled(clone) and clone.forward.module is clone
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(clone(x), expected))
+    disable_cuda_graphs(model)
+    assert not cuda_graphs_enabled(model) and 'forward' not in model.__dict__
+
+
+def test_bad_use_is_refused():
+    model = _backbone()
+    with pytest.raises(ValueError, match='max_graphs'):
+        enable_cuda_graphs(model, max_graphs=0)
+    enable_cuda_graphs(model)
+    with pytest.raises(ValueError, match='already replays'):
+        enable_cuda_graphs(model)
+    other = _backbone()
+    other.forward = lambda x: x
+    with pytest.raises(ValueError, match='instance-level forward'):
+        enable_cuda_graphs(other)
+
+
+def test_only_plain_inference_calls_qualify():
+    model = _backbone()
+    graphed = GraphedForward(model)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert not graphed.applies((x, ), {})  # CPU
+    if torch.cuda.is_available():
+        model.cuda()
+        xc = x.cuda()
+        assert graphed.applies((xc, ), {}) is False  # gradients enabled
+        with torch.no_grad():
+            assert graphed.applies((xc, ), {})
+            assert not graphed.applies((xc, xc), {})
+            assert not graphed.applies((xc, ), dict(extra=1))
+            model.train()
+            assert not graphed.applies((xc, ), {})
+
+
+@gpu
+@pytest.mark.parametrize('dtype', [None, torch.float16])
+def test_replay_matches_eager_per_shape_on_gpu(dtype):
+    """Outputs from the graphs equal the eager forward's (the Triton scan's atomic adds
+    reorder float sums, hence the tolerance); one graph per shape and autocast state;
+    outputs are copies that stay valid after the next call."""
+    model = optimize_for_inference(_backbone('b'), fold_axial=True).cuda()
+    shapes = [(2, 3, 224, 320), (1, 3, 256, 256)]
+    inputs = [torch.randn(s, device='cuda') for s in shapes]
+    autocast = torch.autocast('cuda', dtype=dtype or torch.float16, enabled=dtype is not None)
+    with torch.no_grad(), autocast:
+        expected = [model(x) for x in inputs]
+        enable_cuda_graphs(model)
+        results = []
+        for _ in range(3):
+            results.append([model(x) for x in inputs])
+    assert len(model.forward.graphs) == 2
+    tol = 1e-5 if dtype is None else 2e-3
+    for got in results:  # the first round ran eagerly, the others from the graphs
+        for outs, refs in zip(got, expected):
+            for out, ref in zip(outs, refs):
+                assert out.shape == ref.shape and out.dtype == ref.dtype
+                rel = float((out.float() - ref.float()).norm() / ref.float().norm())
+                assert rel < tol, rel
+    assert results[1][0][0].data_ptr() != results[2][0][0].data_ptr()
+
+
+@gpu
+def test_moved_parameters_and_the_graph_limit_on_gpu():
+    model = _backbone().cuda()
+    enable_cuda_graphs(model, max_graphs=1)
+    x, y = torch.randn(1, 3, 128, 128, device='cuda'), torch.randn(1, 3, 96, 160, device='cuda')
+    with torch.no_grad():
+        for _ in range(2):
+            model(x), model(y)
+        assert len(model.forward.graphs) == 1  # y ran eagerly: the limit
+        model.half()  # new storage for every parameter: the graphs are stale
+        out = model(x.half())
+        assert not model.forward.graphs and out[0].dtype == torch.float16
+        ref = type(model).forward(model, x.half())
+        for _ in range(2):
+            out = model(x.half())
+        assert len(model.forward.graphs) == 1
+    for a, b in zip(out, ref):
+        assert float((a.float() - b.float()).norm() / b.float().norm()) < 2e-3
