@@ -48,15 +48,18 @@ def test_teacher_logits_after_loading(tmp_path):
 
 
 @pytest.mark.parametrize('fast', [dict(dtype='fp8'), dict(dtype='float16', tf32=True),
-                                  dict(compile='reduce-overhead')])
+                                  dict(compile='reduce-overhead'), dict(cuda_graphs='yes'),
+                                  dict(cuda_graphs=True, compile=dict(mode='reduce-overhead'))])
 def test_bad_teacher_fast(fast):
     with pytest.raises(ValueError, match='teacher_fast'):
         build(teacher_fast=fast)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
-def test_fast_teacher_keeps_the_hard_labels_on_gpu():
-    """DeiT's RegNetY-16GF in fp16 + channels-last gives the fp32 teacher's hard labels.
+@pytest.mark.parametrize('graphs', [True, False])
+def test_fast_teacher_keeps_the_hard_labels_on_gpu(graphs):
+    """DeiT's RegNetY-16GF in fp16 + channels-last (replayed from a CUDA graph, the
+    default, or eager) gives the fp32 teacher's hard labels.
 
     With random weights (no trained checkpoint can be downloaded here) and noise images
     the logits are near ties, far closer than a trained teacher's on images: 0.3 % of
@@ -69,7 +72,8 @@ def test_fast_teacher_keeps_the_hard_labels_on_gpu():
         neck=dict(type='GlobalAveragePooling'),
         head=dict(type='DistillClsHead', num_classes=1000, in_channels=224),
         teacher=dict(type='TimmClassifier', model_name='regnety_160', num_classes=1000),
-        teacher_checkpoint='unused.pth').cuda()
+        teacher_checkpoint='unused.pth',
+        teacher_fast=dict(dtype='float16', channels_last=True, cuda_graphs=graphs)).cuda()
     model._teacher_loaded = True  # random weights stand in for the checkpoint
     reference = copy.deepcopy(model.teacher).float()
     torch.manual_seed(0)
@@ -87,3 +91,5 @@ def test_fast_teacher_keeps_the_hard_labels_on_gpu():
     assert float(same.float().mean()) >= 0.99
     agreement = sum(model.teacher_agreement(chunk) for chunk in x.split(256)) / 4
     assert abs(agreement - float(same.float().mean())) < 0.01
+    graphed = model._teacher_graphed
+    assert (graphed is not None and len(graphed.module.forward.graphs) == 1) == graphs

@@ -24,6 +24,20 @@ from ..heads import DistillClsHead
 FAST_DTYPES = {'float16': torch.float16, 'bfloat16': torch.bfloat16, 'float32': torch.float32}
 
 
+class _TeacherLogits(nn.Module):
+    """``(B, 3, H, W)`` images -> the teacher's ``(B, num_classes)`` logits: one tensor in,
+    one out, whichever kind the teacher is (what a CUDA graph replays)."""
+
+    def __init__(self, teacher: nn.Module) -> None:
+        super().__init__()
+        self.teacher = teacher
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.teacher, BaseModel):
+            return self.teacher(x, mode='tensor')
+        return self.teacher(x)
+
+
 class _Detached:
     """Holds a module outside its owner's module tree, so that it has no
     parameters, buffers or ``state_dict`` entries there, is left alone by
@@ -72,9 +86,10 @@ class DistillImageClassifier(ImageClassifier):
             bare or under ``state_dict`` / ``model``), loaded strictly.
         teacher_fast: on CUDA, ``dtype`` (``'float16'``, ``'bfloat16'`` or
             ``'float32'``), ``channels_last`` and ``compile`` (``torch.compile`` of
-            the teacher in place: ``True`` or its keyword arguments, e.g.
-            ``dict(mode='reduce-overhead')`` for CUDA graphs) of the teacher's forward;
-            ``None``: fp32, as built.
+            the teacher in place: ``True`` or its keyword arguments) and
+            ``cuda_graphs`` (replay the teacher's forward from CUDA graphs, one per
+            batch shape: :func:`tinyvim_mm.deploy.enable_cuda_graphs`) of the teacher's
+            forward; ``None``: fp32, as built.
     """
 
     def __init__(self,
@@ -84,7 +99,7 @@ class DistillImageClassifier(ImageClassifier):
                  teacher: Optional[Union[dict, nn.Module]] = None,
                  teacher_checkpoint: Optional[str] = None,
                  teacher_fast: Optional[dict] = dict(dtype='float16', channels_last=True,
-                                                     compile=False),
+                                                     compile=False, cuda_graphs=True),
                  pretrained: Optional[str] = None,
                  train_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
@@ -96,14 +111,21 @@ class DistillImageClassifier(ImageClassifier):
         self._teacher_cfg = teacher
         self.teacher_checkpoint = teacher_checkpoint
         self.teacher_fast = dict(teacher_fast or {})
-        unknown = set(self.teacher_fast) - {'dtype', 'channels_last', 'compile'}
+        unknown = set(self.teacher_fast) - {'dtype', 'channels_last', 'compile', 'cuda_graphs'}
+        compile_cfg = self.teacher_fast.get('compile', False)
         if (unknown or self.teacher_fast.get('dtype', 'float32') not in FAST_DTYPES
-                or not isinstance(self.teacher_fast.get('compile', False), (bool, dict))):
-            raise ValueError(f'teacher_fast takes dtype ({sorted(FAST_DTYPES)}), channels_last '
-                             f'and compile (True, False or torch.compile keyword arguments), '
-                             f'got {teacher_fast}')
+                or not isinstance(compile_cfg, (bool, dict))
+                or not isinstance(self.teacher_fast.get('cuda_graphs', False), bool)):
+            raise ValueError(f'teacher_fast takes dtype ({sorted(FAST_DTYPES)}), channels_last, '
+                             f'compile (True, False or torch.compile keyword arguments) and '
+                             f'cuda_graphs (True / False), got {teacher_fast}')
+        if (self.teacher_fast.get('cuda_graphs') and isinstance(compile_cfg, dict)
+                and 'reduce-overhead' in str(compile_cfg.get('mode'))):
+            raise ValueError(f'teacher_fast: cuda_graphs=True and compile mode '
+                             f'{compile_cfg["mode"]!r} both capture CUDA graphs; keep one')
         self._teacher_loaded = False
         self._teacher_fast_on: Optional[torch.device] = None
+        self._teacher_graphed: Optional[_Detached] = None
         if teacher is None:
             if teacher_checkpoint is not None:
                 raise ValueError('teacher_checkpoint is set but teacher is None; set '
@@ -136,6 +158,7 @@ class DistillImageClassifier(ImageClassifier):
         if self._teacher is not None:
             self._teacher.module._apply(fn, *args, **kwargs)
             self._teacher_fast_on = None
+            self._teacher_graphed = None
         return self
 
     def init_weights(self) -> None:
@@ -176,6 +199,7 @@ class DistillImageClassifier(ImageClassifier):
         teacher = self.teacher
         if device.type != 'cuda' or not self.teacher_fast or self._teacher_fast_on == device:
             return teacher
+        from tinyvim_mm.deploy import enable_cuda_graphs
         dtype = FAST_DTYPES[self.teacher_fast.get('dtype', 'float32')]
         if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
             dtype = torch.float16
@@ -185,6 +209,10 @@ class DistillImageClassifier(ImageClassifier):
         compile_cfg = self.teacher_fast.get('compile')
         if compile_cfg:
             teacher.compile(**(compile_cfg if isinstance(compile_cfg, dict) else {}))
+        if self.teacher_fast.get('cuda_graphs'):
+            # a full batch and the epoch's last, shorter one
+            self._teacher_graphed = _Detached(
+                enable_cuda_graphs(_TeacherLogits(teacher).eval(), max_graphs=4))
         self._teacher_fast_on = device
         return teacher
 
@@ -202,9 +230,11 @@ class DistillImageClassifier(ImageClassifier):
         memory_format = (torch.channels_last if self.teacher_fast.get('channels_last')
                          and inputs.is_cuda and fast else torch.contiguous_format)
         x = inputs.to(dtype=weight.dtype, memory_format=memory_format)
+        graphed = self._teacher_graphed
+        net = graphed.module if fast and graphed is not None and inputs.is_cuda \
+            else _TeacherLogits(teacher)
         with torch.autocast(inputs.device.type, enabled=False):
-            logits = teacher(x, mode='tensor') if isinstance(teacher, BaseModel) \
-                else teacher(x)
+            logits = net(x)
         return logits.float()
 
     @torch.no_grad()
@@ -215,8 +245,7 @@ class DistillImageClassifier(ImageClassifier):
         reference = copy.deepcopy(self.teacher).float().to(memory_format=torch.contiguous_format)
         x = inputs.float().contiguous()
         with torch.autocast(inputs.device.type, enabled=False):
-            logits = reference(x, mode='tensor') if isinstance(reference, BaseModel) \
-                else reference(x)
+            logits = _TeacherLogits(reference)(x)
         return float((logits.argmax(1) == fast).float().mean())
 
     def loss(self, inputs: torch.Tensor, data_samples: List[DataSample]) -> dict:
