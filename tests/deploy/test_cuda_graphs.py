@@ -72,9 +72,14 @@ def test_only_plain_inference_calls_qualify():
 @gpu
 @pytest.mark.parametrize('dtype', [None, torch.float16])
 def test_replay_matches_eager_per_shape_on_gpu(dtype):
-    """Outputs from the graphs equal the eager forward's (the Triton scan's atomic adds
-    reorder float sums, hence the tolerance); one graph per shape and autocast state;
-    outputs are copies that stay valid after the next call."""
+    """Outputs from the graphs equal the eager forward's up to float rounding; one graph
+    per shape and autocast state; outputs are copies that stay valid after the next call.
+
+    Not bit for bit: under capture cuDNN may pick other (TF32, PyTorch's default for
+    convolutions) algorithms than the eager call did, and the Triton scan adds its four
+    directions atomically: 9e-5 relative in float32 on an H200. A stale or overwritten
+    buffer would be off by O(1); the tolerance is the inference form's (1e-3 of the
+    float32 model) and, in fp16, that of half precision."""
     model = optimize_for_inference(_backbone('b'), fold_axial=True).cuda()
     shapes = [(2, 3, 224, 320), (1, 3, 256, 256)]
     inputs = [torch.randn(s, device='cuda') for s in shapes]
@@ -86,7 +91,7 @@ def test_replay_matches_eager_per_shape_on_gpu(dtype):
         for _ in range(3):
             results.append([model(x) for x in inputs])
     assert len(model.forward.graphs) == 2
-    tol = 1e-5 if dtype is None else 2e-3
+    tol = 1e-3 if dtype is None else 5e-3
     for got in results:  # the first round ran eagerly, the others from the graphs
         for outs, refs in zip(got, expected):
             for out, ref in zip(outs, refs):
@@ -105,12 +110,14 @@ def test_moved_parameters_and_the_graph_limit_on_gpu():
         for _ in range(2):
             model(x), model(y)
         assert len(model.forward.graphs) == 1  # y ran eagerly: the limit
-        model.half()  # new storage for every parameter: the graphs are stale
-        out = model(x.half())
-        assert not model.forward.graphs and out[0].dtype == torch.float16
-        ref = type(model).forward(model, x.half())
+        kept = [t.data for t in [*model.parameters(), *model.buffers()]]  # no address reuse
+        model.cpu().cuda()  # new storage for every tensor: the graphs are stale
+        out = model(x)
+        assert not model.forward.graphs  # dropped; this call ran eagerly
+        ref = type(model).forward(model, x)
         for _ in range(2):
-            out = model(x.half())
+            out = model(x)
         assert len(model.forward.graphs) == 1
+    del kept
     for a, b in zip(out, ref):
-        assert float((a.float() - b.float()).norm() / b.float().norm()) < 2e-3
+        assert float((a - b).norm() / b.norm()) < 1e-3

@@ -58,8 +58,8 @@ def test_bad_teacher_fast(fast):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
 @pytest.mark.parametrize('graphs', [True, False])
 def test_fast_teacher_keeps_the_hard_labels_on_gpu(graphs):
-    """DeiT's RegNetY-16GF in fp16 + channels-last (replayed from a CUDA graph, the
-    default, or eager) gives the fp32 teacher's hard labels.
+    """DeiT's RegNetY-16GF in fp16 (replayed from a CUDA graph, the default, or eager)
+    gives the fp32 teacher's hard labels.
 
     With random weights (no trained checkpoint can be downloaded here) and noise images
     the logits are near ties, far closer than a trained teacher's on images: 0.3 % of
@@ -73,7 +73,7 @@ def test_fast_teacher_keeps_the_hard_labels_on_gpu(graphs):
         head=dict(type='DistillClsHead', num_classes=1000, in_channels=224),
         teacher=dict(type='TimmClassifier', model_name='regnety_160', num_classes=1000),
         teacher_checkpoint='unused.pth',
-        teacher_fast=dict(dtype='float16', channels_last=True, cuda_graphs=graphs)).cuda()
+        teacher_fast=dict(dtype='float16', cuda_graphs=graphs)).cuda()
     model._teacher_loaded = True  # random weights stand in for the checkpoint
     reference = copy.deepcopy(model.teacher).float()
     torch.manual_seed(0)

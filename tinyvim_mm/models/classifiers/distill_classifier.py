@@ -69,7 +69,8 @@ class DistillImageClassifier(ImageClassifier):
     never build the teacher nor need its checkpoint.
 
     On CUDA the teacher runs as fast as inference can (``teacher_fast``): weights
-    and inputs in half precision, channels-last, optionally compiled; it only
+    and inputs in half precision, replayed from CUDA graphs (RegNetY-16GF, batch 128,
+    H200: 32.0 ms a batch against 37.9 ms channels-last and 45.5 ms in float32); it only
     decides the hard labels (its argmax), which this does not change in practice
     (:meth:`teacher_agreement` measures it).
 
@@ -98,7 +99,7 @@ class DistillImageClassifier(ImageClassifier):
                  head: Optional[dict] = None,
                  teacher: Optional[Union[dict, nn.Module]] = None,
                  teacher_checkpoint: Optional[str] = None,
-                 teacher_fast: Optional[dict] = dict(dtype='float16', channels_last=True,
+                 teacher_fast: Optional[dict] = dict(dtype='float16', channels_last=False,
                                                      compile=False, cuda_graphs=True),
                  pretrained: Optional[str] = None,
                  train_cfg: Optional[dict] = None,
