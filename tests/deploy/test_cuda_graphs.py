@@ -121,3 +121,23 @@ def test_moved_parameters_and_the_graph_limit_on_gpu():
     del kept
     for a, b in zip(out, ref):
         assert float((a - b).norm() / b.norm()) < 1e-3
+
+
+@pytest.mark.parametrize('graphs', [True, False])
+def test_inference_form_hook_graphs_the_tinyvim_backbone(graphs):
+    """``tools/test.py --deploy``'s hook folds the model and (by default) makes its TinyViM
+    backbone replay CUDA graphs; the rest of the model is left as it is."""
+    from types import SimpleNamespace
+
+    from mmengine.logging import MMLogger
+
+    from tinyvim_mm.engine.hooks import InferenceFormHook
+    from tinyvim_mm.models import TinyViMClassifier
+    model = TinyViMClassifier('s')
+    runner = SimpleNamespace(model=model, logger=MMLogger.get_current_instance())
+    InferenceFormHook(cuda_graphs=graphs).before_test(runner)
+    assert model.backbone.deploy and not model.training
+    assert cuda_graphs_enabled(model.backbone) == graphs
+    assert not cuda_graphs_enabled(model)
+    with pytest.raises(ValueError, match='max_graphs'):
+        InferenceFormHook(max_graphs=0)

@@ -10,9 +10,10 @@ mode, outside ``torch.compile`` and outside another graph's capture. Every other
 and the first call of each new signature (shape, strides, dtype, device, autocast
 state; it also warms up cuDNN's and Triton's kernel choices), runs eagerly; the second
 call of a signature captures its graph. Graphs share one memory pool; the outputs are
-copied out of it, so a result stays valid after the next call. When a parameter or
-buffer has moved (``.to()``, ``.half()``) the graphs are dropped and captured again;
-a module whose submodules are replaced afterwards needs :func:`disable_cuda_graphs`
+copied out of it, so a result stays valid after the next call. When the parameters
+have moved to new storage (``.to()``, ``.cuda()``, ``.half()``) the graphs are dropped
+and captured again; weights loaded in place (``load_state_dict``) need nothing. A module
+whose submodules or buffers are replaced afterwards needs :func:`disable_cuda_graphs`
 and :func:`enable_cuda_graphs` again.
 """
 from typing import Any, Dict, Hashable, List, Optional, Set
@@ -94,8 +95,8 @@ class GraphedForward:
 
     def _drop_if_moved(self) -> None:
         if self.graphs and [t.data_ptr() for t in self._tensors] != self._pointers:
-            print_log(f'{type(self.module).__name__}: parameters or buffers moved, '
-                      f'recapturing its CUDA graphs', logger='current')
+            print_log(f'{type(self.module).__name__}: parameters moved, recapturing its '
+                      'CUDA graphs', logger='current')
             self.graphs.clear()
             self.seen.clear()
             self._pool = None
