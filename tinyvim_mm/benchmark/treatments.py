@@ -7,6 +7,7 @@ from typing import Any, Callable, ContextManager, Dict, Optional
 import torch
 import torch.nn as nn
 
+from tinyvim_mm.deploy.cuda_graphs import capture
 from tinyvim_mm.models.layers import FusedFFN
 
 DTYPES: Dict[str, torch.dtype] = {
@@ -115,15 +116,7 @@ def compiled(fn: Callable, treatment: Treatment) -> Callable:
 def cuda_graph(step: Callable[[], Any]) -> Callable[[], Any]:
     """Capture ``step`` (after 3 warm-up calls on a side stream) in a CUDA graph; the
     returned callable replays it and returns the captured output."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(3):
-            step()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        out = step()
+    graph, out = capture(step, warmup=3)
 
     def replay() -> Any:
         graph.replay()

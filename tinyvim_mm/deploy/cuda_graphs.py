@@ -16,7 +16,7 @@ and captured again; weights loaded in place (``load_state_dict``) need nothing. 
 whose submodules or buffers are replaced afterwards needs :func:`disable_cuda_graphs`
 and :func:`enable_cuda_graphs` again.
 """
-from typing import Any, Dict, Hashable, List, Optional, Set
+from typing import Any, Callable, Dict, Hashable, List, Optional, Set, Tuple
 
 import torch
 import torch.nn as nn
@@ -34,27 +34,36 @@ def _copy_out(value: Any) -> Any:
     return value
 
 
+def capture(step: Callable[[], Any], warmup: int = 1,
+            pool: Optional[Any] = None) -> Tuple[torch.cuda.CUDAGraph, Any]:
+    """Capture ``step()`` in a CUDA graph after ``warmup`` calls on a side stream (which
+    create lazily allocated workspaces, e.g. cuBLAS', outside the graph); autocast's
+    weight cache stays off throughout (a cached cast would be captured at an address
+    the cache frees later). Returns the graph and ``step``'s captured output."""
+    device = torch.cuda.current_device()
+    no_cache = torch.autocast('cuda', dtype=torch.get_autocast_dtype('cuda'),
+                              enabled=torch.is_autocast_enabled('cuda'), cache_enabled=False)
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side), no_cache:
+        for _ in range(warmup):
+            step()
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, pool=pool, capture_error_mode='thread_local'), no_cache:
+        output = step()
+    return graph, output
+
+
 class _Graph:
     """One captured forward: a static input, the graph, its static output."""
 
-    def __init__(self, forward: Any, x: torch.Tensor, pool: Any) -> None:
+    def __init__(self, forward: Callable[[torch.Tensor], Any], x: torch.Tensor,
+                 pool: Any) -> None:
         self.input = torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=x.device)
         self.input.copy_(x)
-        device_type = x.device.type
-        # Autocast's weight cache must stay out of the graph: a cached cast would be
-        # captured at an address the cache frees later.
-        no_cache = torch.autocast(device_type, dtype=torch.get_autocast_dtype(device_type),
-                                  enabled=torch.is_autocast_enabled(device_type),
-                                  cache_enabled=False)
-        side = torch.cuda.Stream(x.device)
-        side.wait_stream(torch.cuda.current_stream(x.device))
-        with torch.cuda.stream(side), no_cache:
-            forward(self.input)  # lazily created workspaces (cuBLAS) on the capture stream
-        torch.cuda.current_stream(x.device).wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph, pool=pool, capture_error_mode='thread_local'), \
-                no_cache:
-            self.output = forward(self.input)
+        with torch.cuda.device(x.device):
+            self.graph, self.output = capture(lambda: forward(self.input), pool=pool)
 
     def __call__(self, x: torch.Tensor) -> Any:
         self.input.copy_(x)
