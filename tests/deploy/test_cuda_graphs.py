@@ -1,4 +1,5 @@
-"""CUDA-graph replay of inference forwards (tinyvim_mm.deploy.cuda_graphs)."""
+"""CUDA-graph replay of inference forwards (tinyvim_mm.ops.cuda_graphs, exported by
+tinyvim_mm.deploy)."""
 import copy
 
 import pytest
@@ -7,7 +8,7 @@ import torch
 from conftest import randomise_bn
 from tinyvim_mm.deploy import (cuda_graphs_enabled, disable_cuda_graphs, enable_cuda_graphs,
                                optimize_for_inference)
-from tinyvim_mm.deploy.cuda_graphs import GraphedForward
+from tinyvim_mm.ops.cuda_graphs import GraphedForward
 from tinyvim_mm.models import TinyViM
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')

@@ -7,7 +7,7 @@ from typing import Any, Callable, ContextManager, Dict, Optional
 import torch
 import torch.nn as nn
 
-from tinyvim_mm.deploy.cuda_graphs import capture
+from tinyvim_mm.ops.cuda_graphs import capture
 from tinyvim_mm.models.layers import FusedFFN
 
 DTYPES: Dict[str, torch.dtype] = {

@@ -1,5 +1,6 @@
 """Deployment: the fused inference form, CUDA-graph replay and ONNX export."""
-from .cuda_graphs import cuda_graphs_enabled, disable_cuda_graphs, enable_cuda_graphs
+from tinyvim_mm.ops.cuda_graphs import (cuda_graphs_enabled, disable_cuda_graphs,
+                                        enable_cuda_graphs)
 from .onnx import export_onnx, onnx_errors
 from .optimize import optimize_for_inference
 

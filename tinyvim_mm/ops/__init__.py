@@ -1,6 +1,7 @@
 """Kernels and their dispatch: the selective-scan backends (:mod:`.scan`), the fused
-FFN block (:mod:`.ffn`) and the device capability checks that choose among them
-(:mod:`.device`). Nothing here imports :mod:`tinyvim_mm.models`."""
+FFN block (:mod:`.ffn`), the device capability checks that choose among them
+(:mod:`.device`) and CUDA-graph replay of any module's forward (:mod:`.cuda_graphs`).
+Nothing here imports :mod:`tinyvim_mm.models`."""
 from .device import kernel_unsupported
 from .ffn import fused_ffn, fused_ffn_transposed, fused_ffn_unsupported
 from .scan import (BACKENDS, SelectiveScanCuda, available_backends, check_backend,

@@ -17,6 +17,7 @@ from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 from mmpretrain.structures import DataSample
 
 from tinyvim_mm.checkpoint import extract_state_dict, load_local_checkpoint, state_dict_problems
+from tinyvim_mm.ops.cuda_graphs import enable_cuda_graphs
 
 from ..heads import DistillClsHead
 
@@ -89,7 +90,7 @@ class DistillImageClassifier(ImageClassifier):
             ``'float32'``), ``channels_last`` and ``compile`` (``torch.compile`` of
             the teacher in place: ``True`` or its keyword arguments) and
             ``cuda_graphs`` (replay the teacher's forward from CUDA graphs, one per
-            batch shape: :func:`tinyvim_mm.deploy.enable_cuda_graphs`) of the teacher's
+            batch shape: :func:`tinyvim_mm.ops.cuda_graphs.enable_cuda_graphs`) of the teacher's
             forward; ``None``: fp32, as built.
     """
 
@@ -200,7 +201,6 @@ class DistillImageClassifier(ImageClassifier):
         teacher = self.teacher
         if device.type != 'cuda' or not self.teacher_fast or self._teacher_fast_on == device:
             return teacher
-        from tinyvim_mm.deploy import enable_cuda_graphs
         dtype = FAST_DTYPES[self.teacher_fast.get('dtype', 'float32')]
         if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
             dtype = torch.float16
