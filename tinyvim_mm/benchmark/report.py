@@ -131,11 +131,19 @@ def _iter_ms(cell: Dict[str, Any]) -> str:
     return f'{cell["ms"]:.1f} ({cell["median_ms"]:.1f}, {cell["p90_ms"]:.1f})'
 
 
+def _median_ratio(cell: Optional[Dict[str, Any]], first: Optional[Dict[str, Any]]) -> str:
+    """Speed over ``first`` from the median iterations (a one-off stall, which the mean
+    carries, does not move it)."""
+    ok = all(c and c.get('status') == 'ok' and c.get('median_ms') for c in (cell, first))
+    return f'{first["median_ms"] / cell["median_ms"]:.2f}×' if ok else '—'
+
+
 def _runner(data: Dict[str, Any], section: Dict[str, Any], cells: Dict[tuple, Any]):
-    """One row per config and training variant; ratio over the config's first variant."""
+    """One row per config and training variant; ratios over the config's first variant,
+    by the mean iteration (img/s) and by the median one."""
     columns = [c['name'] for c in section['columns']]
     header = ['config', 'variant', 'runs with', 'img/s', 'iter/s', 'ms/iter (median, p90)',
-              'peak GB', 'held GB', f'× {columns[0]}']
+              'peak GB', 'held GB', f'× {columns[0]}', f'× {columns[0]}, median']
     rows = []
     for m in section['models']:
         first = cells.get((m['label'], columns[0]))
@@ -150,7 +158,7 @@ def _runner(data: Dict[str, Any], section: Dict[str, Any], cells: Dict[tuple, An
                          _value(cell, 'iter_per_s'),
                          _iter_ms(cell) if ok else '—',
                          _value(cell, 'peak_mem_gb', '.2f'), _value(cell, 'held_mem_gb', '.2f'),
-                         _ratio(cell, first, 'img_per_s')])
+                         _ratio(cell, first, 'img_per_s'), _median_ratio(cell, first)])
     return header, rows
 
 
