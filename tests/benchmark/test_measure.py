@@ -61,11 +61,16 @@ def test_train_step(ctx):
 
 def test_dense_and_backbone(ctx):
     det = parse_model(dict(name='configs/mask_rcnn_tinyvim_s_toy_coco.py',
-                           cfg_options=TINY_DENSE, optimize=dict(fuse_blocks=False)))
-    row = measure.dense(ctx, det, Treatment(), 1, (64, 64))
+                           cfg_options=TINY_DENSE, optimize=dict(fuse_blocks=False),
+                           cuda_graphs=['backbone', 'neck', 'rpn_head']))
+    row = measure.dense(ctx, det, Treatment(), 1, (64, 64))  # graphs wrap, CPU runs eager
     assert row['img_per_s'] > 0 and row['first_call_s'] > 0
     seg = parse_model(dict(name='configs/fpn_tinyvim_s_toy_ade.py', cfg_options=TINY_DENSE))
     assert measure.dense(ctx, seg, Treatment(), 2, (64, 64))['img_per_s'] > 0
+    wrong = parse_model(dict(name='configs/fpn_tinyvim_s_toy_ade.py', cfg_options=TINY_DENSE,
+                             cuda_graphs=['rpn_head']))
+    with pytest.raises(ValueError, match="names 'rpn_head', which the model"):
+        measure.dense(ctx, wrong, Treatment(), 2, (64, 64))
     # torch.compile through the treatment (its ``eager`` backend keeps the CPU test fast)
     compiled = Treatment(dtype='fp32', compile=True, compile_backend='eager')
     assert measure.backbone(ctx, seg, compiled, 2, (64, 96))['img_per_s'] > 0

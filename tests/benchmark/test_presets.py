@@ -68,8 +68,9 @@ def test_unknown_preset_lists_the_available_ones():
     (dict(name='tinyvim-s:fast', optimize=dict(nope=1)), "unknown optimize option.*'nope'"),
     (dict(name='tinyvim-s', colour='red'), "unknown option.*'colour'"),
     ('configs/nope.py', "config 'configs/nope.py' not found"),
-    (dict(name='timm:repvit_m1_1', backbone_cuda_graphs=True), 'config models only'),
-    (dict(name='configs/mask_rcnn_tinyvim_b.py', backbone_cuda_graphs='yes'), 'True / False'),
+    (dict(name='timm:repvit_m1_1', cuda_graphs=['backbone']), 'config models only'),
+    (dict(name='configs/mask_rcnn_tinyvim_b.py', cuda_graphs='backbone'), 'list of submodule'),
+    (dict(name='configs/mask_rcnn_tinyvim_b.py', cuda_graphs=[]), 'list of submodule'),
 ])
 def test_bad_model_entries(entry, message):
     with pytest.raises((ValueError, FileNotFoundError), match=message):

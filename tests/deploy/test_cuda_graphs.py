@@ -102,6 +102,41 @@ def test_replay_matches_eager_per_shape_on_gpu(dtype):
     assert results[1][0][0].data_ptr() != results[2][0][0].data_ptr()
 
 
+def test_structured_inputs_qualify_only_as_tensors():
+    """Necks and heads take tuples / lists of maps: those qualify (on CUDA); anything
+    holding a non-tensor does not, and a signature tells structures and layouts apart."""
+    from tinyvim_mm.ops.cuda_graphs import _empty_like, _flatten, _signature
+    maps = (torch.randn(1, 4, 8, 8), [torch.randn(1, 4, 4, 4)])
+    assert [t.shape for t in _flatten(maps)] == [(1, 4, 8, 8), (1, 4, 4, 4)]
+    assert _flatten((maps[0], 'meta')) is None and _flatten(()) is None
+    assert _signature(maps) != _signature((maps[0], tuple(maps[1])))
+    assert _signature(maps[0]) != _signature(maps[0].contiguous(memory_format=torch.channels_last))
+    copy = _empty_like(maps)
+    assert type(copy[1]) is list and copy[0].stride() == maps[0].stride()
+    graphed = GraphedForward(_backbone())
+    with torch.no_grad():
+        assert not graphed.applies((maps, ), {})  # CPU tensors
+
+
+@gpu
+def test_neck_with_tuple_inputs_on_gpu():
+    """mmdet's FPN neck (a tuple of maps in, a tuple out) from its graph equals eager."""
+    from mmdet.models.necks import FPN
+    torch.manual_seed(0)
+    neck = FPN([48, 96, 192, 384], 64, num_outs=5).cuda().eval()
+    maps = tuple(torch.randn(2, c, 200 // 2**i, 336 // 2**i, device='cuda')
+                 for i, c in enumerate([48, 96, 192, 384]))
+    with torch.no_grad():
+        expected = neck(maps)
+        enable_cuda_graphs(neck)
+        outs = [neck(maps) for _ in range(3)]
+    assert len(neck.forward.graphs) == 1
+    for got in outs:
+        assert isinstance(got, tuple) and len(got) == 5
+        for a, b in zip(got, expected):
+            assert float((a - b).norm() / b.norm()) < 1e-3
+
+
 @gpu
 def test_moved_parameters_and_the_graph_limit_on_gpu():
     model = _backbone().cuda()

@@ -149,7 +149,7 @@ def _config(spec: ModelSpec, treatment: Treatment, eager_only: bool):
 
 def toolbox_model(ctx: Context, spec: ModelSpec, treatment: Treatment, cfg) -> torch.nn.Module:
     """The model of ``cfg`` on the device in eval mode, folded / optimized as asked,
-    its backbone replaying CUDA graphs if the spec says so."""
+    the submodules the spec names replaying CUDA graphs."""
     torch.manual_seed(ctx.seed)
     model = build_model(cfg).eval()
     if spec.optimize is not None:
@@ -157,8 +157,13 @@ def toolbox_model(ctx: Context, spec: ModelSpec, treatment: Treatment, cfg) -> t
     elif treatment.reparameterize:
         fold(model, 'config')
     model = place(model, treatment, ctx.device)
-    if spec.backbone_cuda_graphs:
-        enable_cuda_graphs(model.backbone)
+    for name in spec.cuda_graphs or ():
+        try:
+            module = model.get_submodule(name)
+        except AttributeError as err:
+            raise ValueError(f'{spec.name}: cuda_graphs names {name!r}, which the model '
+                             f'({type(model).__name__}) does not have') from err
+        enable_cuda_graphs(module)
     return model
 
 

@@ -9,9 +9,9 @@ An entry is a string or a dict (``name`` plus options):
 - ``'timm:NAME'``: a timm model, ``pretrained=False``;
 - a config path (``configs/x.py`` or ``'mmdet::...'``): the toolbox model it describes
   (``optimize`` applies to a TinyViM backbone in it; ``cfg_options`` are merged in;
-  ``backbone_cuda_graphs=True`` replays its backbone from CUDA graphs in end-to-end
-  measurements, :func:`~tinyvim_mm.deploy.enable_cuda_graphs`, as ``tools/test.py
-  --deploy`` does for TinyViM).
+  ``cuda_graphs=['backbone', ...]`` replays those submodules from CUDA graphs in
+  end-to-end measurements, :func:`~tinyvim_mm.deploy.enable_cuda_graphs`, as ``tools/test.py
+  --deploy`` does for a TinyViM backbone).
 
 Weights are random and deterministic (``seed``); TinyViM's BatchNorm statistics are
 randomised so that folding is really exercised.
@@ -20,7 +20,7 @@ import dataclasses
 import difflib
 import functools
 import re
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -45,15 +45,15 @@ def zoo_key(name: str) -> str:
 class ModelSpec:
     """A parsed model entry. ``kind``: ``'tinyvim'``, ``'timm'`` or ``'config'``;
     ``target``: the arch, timm name or config path; ``optimize``: options of
-    ``optimize_for_inference`` or ``None``; ``backbone_cuda_graphs``: a config model's
-    backbone replays CUDA graphs."""
+    ``optimize_for_inference`` or ``None``; ``cuda_graphs``: the names of a config
+    model's submodules that replay CUDA graphs."""
     name: str
     kind: str
     target: str
     label: str
     optimize: Optional[Dict[str, Any]] = None
     cfg_options: Optional[Dict[str, Any]] = None
-    backbone_cuda_graphs: Optional[bool] = None
+    cuda_graphs: Optional[Tuple[str, ...]] = None
 
     @property
     def zoo_key(self) -> str:
@@ -89,13 +89,16 @@ def parse_model(entry: Union[str, Mapping[str, Any]]) -> ModelSpec:
     label = options.pop('label', None)
     optimize = options.pop('optimize', None)
     cfg_options = options.pop('cfg_options', None)
-    graphs = options.pop('backbone_cuda_graphs', None)
+    graphs = options.pop('cuda_graphs', None)
     if options:
         raise ValueError(f'model {name!r}: unknown option(s) {sorted(options)}; valid: '
-                         'name, label, optimize, cfg_options, backbone_cuda_graphs')
-    if graphs is not None and not (isinstance(graphs, bool) and name.endswith('.py')):
-        raise ValueError(f'model {name!r}: backbone_cuda_graphs takes True / False and '
-                         f'applies to config models only, got {graphs!r}')
+                         'name, label, optimize, cfg_options, cuda_graphs')
+    if graphs is not None and not (
+            isinstance(graphs, (list, tuple)) and graphs and name.endswith('.py')
+            and all(isinstance(g, str) and g for g in graphs)):
+        raise ValueError(f'model {name!r}: cuda_graphs takes a list of submodule names '
+                         f'(e.g. [\'backbone\', \'neck\']) and applies to config models only, '
+                         f'got {graphs!r}')
     if optimize is not None and set(optimize) - set(OPTIMIZE_KEYS):
         raise ValueError(f'model {name!r}: unknown optimize option(s) '
                          f'{sorted(set(optimize) - set(OPTIMIZE_KEYS))}; valid: {OPTIMIZE_KEYS}')
@@ -116,7 +119,7 @@ def parse_model(entry: Union[str, Mapping[str, Any]]) -> ModelSpec:
         _check_config(name)
         stem = name.rsplit('/', 1)[-1][:-3] + (' fast' if optimize is not None else '')
         return ModelSpec(name, 'config', name, label or stem, optimize, cfg_options,
-                         graphs or None)
+                         tuple(graphs) if graphs else None)
     raise ValueError(f'unknown model {name!r}: expected tinyvim-{{s,b,l}}[:fast], timm:NAME '
                      'or a config file (.py, or pkg::path.py)')
 

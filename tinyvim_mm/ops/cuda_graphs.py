@@ -5,11 +5,12 @@ bound by the host: TinyViM-B at 2 x 800 x 1333 launches about 430 kernels that t
 3.1 ms of GPU time in a 12 ms forward. :func:`enable_cuda_graphs` makes a module's
 forward replay CUDA graphs instead, which removes the launches and leaves the kernels.
 
-What runs from a graph: calls with one CUDA tensor, no gradients, the module in eval
-mode, outside ``torch.compile`` and outside another graph's capture. Every other call,
-and the first call of each new signature (shape, strides, dtype, device, autocast
-state; it also warms up cuDNN's and Triton's kernel choices), runs eagerly; the second
-call of a signature captures its graph. Graphs share one memory pool; the outputs are
+What runs from a graph: calls with one argument, a CUDA tensor or a (nested) tuple /
+list of them (what necks and heads take), no gradients, the module in eval mode, outside
+``torch.compile`` and outside another graph's capture. Every other call, and the first
+call of each new signature (shapes, strides, dtypes, device, autocast state; it also
+warms up cuDNN's and Triton's kernel choices), runs eagerly; the second call of a
+signature captures its graph. Graphs share one memory pool; the outputs are
 copied out of it, so a result stays valid after the next call. When the parameters
 have moved to new storage (``.to()``, ``.cuda()``, ``.half()``) the graphs are dropped
 and captured again; weights loaded in place (``load_state_dict``) need nothing. A module
@@ -21,6 +22,31 @@ from typing import Any, Callable, Dict, Hashable, List, Optional, Set, Tuple
 import torch
 import torch.nn as nn
 from mmengine.logging import print_log
+
+
+def _flatten(value: Any) -> Optional[List[torch.Tensor]]:
+    """The tensors of a tensor or a nested tuple / list of tensors, else ``None``."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)) and value:
+        parts = [_flatten(v) for v in value]
+        return None if any(p is None for p in parts) else [t for p in parts for t in p]
+    return None
+
+
+def _signature(value: Any) -> Hashable:
+    """What a graph is specific to: structure, shapes, strides, dtypes, devices."""
+    if isinstance(value, torch.Tensor):
+        return tuple(value.shape), value.stride(), value.dtype, value.device
+    return type(value).__name__, tuple(_signature(v) for v in value)
+
+
+def _empty_like(value: Any) -> Any:
+    """Uninitialised tensors of ``value``'s structure, shapes and strides."""
+    if isinstance(value, torch.Tensor):
+        return torch.empty_strided(value.shape, value.stride(), dtype=value.dtype,
+                                   device=value.device)
+    return type(value)(_empty_like(v) for v in value)
 
 
 def _copy_out(value: Any) -> Any:
@@ -58,15 +84,19 @@ def capture(step: Callable[[], Any], warmup: int = 1,
 class _Graph:
     """One captured forward: a static input, the graph, its static output."""
 
-    def __init__(self, forward: Callable[[torch.Tensor], Any], x: torch.Tensor,
-                 pool: Any) -> None:
-        self.input = torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=x.device)
-        self.input.copy_(x)
-        with torch.cuda.device(x.device):
+    def __init__(self, forward: Callable[[Any], Any], x: Any, pool: Any) -> None:
+        self.input = _empty_like(x)
+        self._inputs = _flatten(self.input)
+        self._load(x)
+        with torch.cuda.device(self._inputs[0].device):
             self.graph, self.output = capture(lambda: forward(self.input), pool=pool)
 
-    def __call__(self, x: torch.Tensor) -> Any:
-        self.input.copy_(x)
+    def _load(self, x: Any) -> None:
+        for static, value in zip(self._inputs, _flatten(x)):
+            static.copy_(value)
+
+    def __call__(self, x: Any) -> Any:
+        self._load(x)
         self.graph.replay()
         return _copy_out(self.output)
 
@@ -97,8 +127,9 @@ class GraphedForward:
 
     def applies(self, args: tuple, kwargs: dict) -> bool:
         """Whether a call with these arguments may run from a graph."""
-        return (len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor)
-                and args[0].is_cuda and not self.module.training
+        tensors = _flatten(args[0]) if len(args) == 1 and not kwargs else None
+        return (tensors is not None and all(t.is_cuda for t in tensors)
+                and len({t.device for t in tensors}) == 1 and not self.module.training
                 and not torch.is_grad_enabled() and not torch.compiler.is_compiling()
                 and not torch.cuda.is_current_stream_capturing())
 
@@ -115,9 +146,8 @@ class GraphedForward:
             return self.eager(*args, **kwargs)
         x = args[0]
         self._drop_if_moved()
-        device_type = x.device.type
-        key = (tuple(x.shape), x.stride(), x.dtype, x.device,
-               torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type))
+        key = (_signature(x), torch.is_autocast_enabled('cuda'),
+               torch.get_autocast_dtype('cuda'))
         graph = self.graphs.get(key)
         if graph is None:
             if key not in self.seen:

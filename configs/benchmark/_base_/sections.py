@@ -41,28 +41,39 @@ fpn_b = 'configs/fpn_tinyvim_b_ade20k_40k.py'
 fpn_r50 = 'mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py'
 dense_treatment = dict(dtype='fp32', channels_last=False, reparameterize=True)
 dense_fast = dict(fuse_blocks=False, scan_backend='triton')
-# "fast": what `tools/test.py --deploy` runs (InferenceFormHook: the folded form with the
-# Triton scan, the backbone replayed from CUDA graphs); ResNet-50 gets the same graphs
-# in its own row.
+# "fast (--deploy)": what `tools/test.py --deploy` runs (InferenceFormHook: the folded
+# form with the Triton scan, the backbone replayed from CUDA graphs); "+ neck and head
+# graphs": also the neck and the RPN / decode head (fixed-shape parts of the model);
+# ResNet-50 gets the same graphs in its own rows.
+det_graphs = ['backbone', 'neck', 'rpn_head']
+seg_graphs = ['backbone', 'neck', 'decode_head']
 dense_det = dict(
     kind='dense', title='Mask R-CNN end to end (test_step, 100 detections per image)',
     batch=2, img_size=(800, 1333), treatment=dense_treatment,
     models=[dict(name=mask_rcnn_b, label='Mask R-CNN, TinyViM-B'),
             dict(name=mask_rcnn_b, label='Mask R-CNN, TinyViM-B fast (--deploy)',
-                 optimize=dense_fast, backbone_cuda_graphs=True),
+                 optimize=dense_fast, cuda_graphs=['backbone']),
+            dict(name=mask_rcnn_b, label='Mask R-CNN, TinyViM-B fast + neck and head graphs',
+                 optimize=dense_fast, cuda_graphs=det_graphs),
             dict(name=mask_rcnn_r50, label='Mask R-CNN, ResNet-50 (mmdet)'),
             dict(name=mask_rcnn_r50, label='Mask R-CNN, ResNet-50, backbone in CUDA graphs',
-                 backbone_cuda_graphs=True)],
+                 cuda_graphs=['backbone']),
+            dict(name=mask_rcnn_r50, label='Mask R-CNN, ResNet-50 + neck and head graphs',
+                 cuda_graphs=det_graphs)],
     reference='Mask R-CNN, ResNet-50 (mmdet)')
 dense_seg = dict(
     kind='dense', title='Semantic FPN end to end (test_step)', batch=8, img_size=512,
     treatment=dense_treatment,
     models=[dict(name=fpn_b, label='Semantic FPN, TinyViM-B'),
             dict(name=fpn_b, label='Semantic FPN, TinyViM-B fast (--deploy)',
-                 optimize=dense_fast, backbone_cuda_graphs=True),
+                 optimize=dense_fast, cuda_graphs=['backbone']),
+            dict(name=fpn_b, label='Semantic FPN, TinyViM-B fast + neck and head graphs',
+                 optimize=dense_fast, cuda_graphs=seg_graphs),
             dict(name=fpn_r50, label='Semantic FPN, ResNet-50 (mmseg)'),
             dict(name=fpn_r50, label='Semantic FPN, ResNet-50, backbone in CUDA graphs',
-                 backbone_cuda_graphs=True)],
+                 cuda_graphs=['backbone']),
+            dict(name=fpn_r50, label='Semantic FPN, ResNet-50 + neck and head graphs',
+                 cuda_graphs=seg_graphs)],
     reference='Semantic FPN, ResNet-50 (mmseg)')
 backbone_det = dict(
     kind='backbone', title='Backbones alone at the detection size', batch=2,
