@@ -39,7 +39,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--wait-time', type=float, default=2, help='--show: seconds per image')
     parser.add_argument('--deploy', action='store_true',
                         help='test the fast inference form: folded layers, fused Triton '
-                        'kernels where the GPU runs them (InferenceFormHook)')
+                        'kernels where the GPU runs them, the backbone replayed from CUDA '
+                        'graphs on GPUs (InferenceFormHook)')
+    parser.add_argument('--no-cuda-graphs', action='store_true',
+                        help='with --deploy: run the backbone eagerly, without CUDA graphs')
     parser.add_argument('--tta', action='store_true',
                         help='test-time augmentation: the config\'s tta_model / tta_pipeline, '
                         'or flip TTA (mmdet, mmpretrain)')
@@ -66,8 +69,11 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     if args.out is not None and scope == 'mmseg':
         cfg.test_evaluator.update(output_dir=args.out, keep_results=True)
     add_hook(cfg, dict(type='CheckpointGuardHook', strict_load=True))
+    if args.no_cuda_graphs and not args.deploy:
+        raise ValueError('--no-cuda-graphs applies to --deploy (the plain form replays no '
+                         'CUDA graphs)')
     if args.deploy:
-        add_hook(cfg, dict(type='InferenceFormHook'))
+        add_hook(cfg, dict(type='InferenceFormHook', cuda_graphs=not args.no_cuda_graphs))
     apply_launcher(cfg, args.launcher)
     return cfg
 

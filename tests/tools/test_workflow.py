@@ -199,6 +199,24 @@ def test_train_tool_options(tmp_path):
         merged('--amp', '--cfg-options', 'optim_wrapper.type=FooWrapper')
 
 
+def test_test_tool_deploy_options():
+    """tools/test.py --deploy adds the inference-form hook with CUDA graphs, which
+    --no-cuda-graphs turns off; --no-cuda-graphs alone is refused."""
+    from mmengine.config import Config
+    tool = load_module(TOOLS / 'test.py', 'tinyvim_test_cli')
+
+    def hooks(*argv: str) -> list:
+        args = tool.parse_args(['configs/x.py', 'ckpt.pth', *argv])
+        return tool.merge_args(Config(dict(default_scope='mmpretrain')), args).custom_hooks
+
+    assert [h['type'] for h in hooks()] == ['CheckpointGuardHook']
+    assert hooks('--deploy')[-1] == dict(type='InferenceFormHook', cuda_graphs=True)
+    assert hooks('--deploy', '--no-cuda-graphs')[-1] == dict(type='InferenceFormHook',
+                                                             cuda_graphs=False)
+    with pytest.raises(ValueError, match='--no-cuda-graphs applies to --deploy'):
+        hooks('--no-cuda-graphs')
+
+
 # ------------------------------------------------------------ two processes over gloo
 def test_dist_train_two_cpu_processes(downstream):
     """tools/dist_train.sh CONFIG 2 on CPU: torchrun, 2 ranks over gloo, DDP."""
