@@ -7,8 +7,8 @@ from typing import Any, Callable, ContextManager, Dict, Optional
 import torch
 import torch.nn as nn
 
-from tinyvim_mm.ops.cuda_graphs import capture
 from tinyvim_mm.models.layers import FusedFFN
+from tinyvim_mm.ops.cuda_graphs import capture
 
 DTYPES: Dict[str, torch.dtype] = {
     'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}

@@ -1,8 +1,8 @@
 """Deployment: the fused inference form, CUDA-graph replay and ONNX export."""
-from tinyvim_mm.ops.cuda_graphs import (cuda_graphs_enabled, disable_cuda_graphs,
-                                        enable_cuda_graphs)
+from tinyvim_mm.ops.cuda_graphs import (check_max_graphs, cuda_graphs_enabled,
+                                        disable_cuda_graphs, enable_cuda_graphs)
 from .onnx import export_onnx, onnx_errors
 from .optimize import optimize_for_inference
 
-__all__ = ['cuda_graphs_enabled', 'disable_cuda_graphs', 'enable_cuda_graphs', 'export_onnx',
+__all__ = ['check_max_graphs', 'cuda_graphs_enabled', 'disable_cuda_graphs', 'enable_cuda_graphs', 'export_onnx',
            'onnx_errors', 'optimize_for_inference']

@@ -155,10 +155,9 @@ class InferenceFormHook(Hook):
                  max_graphs: int = 16) -> None:
         self.kwargs = dict(fuse_blocks=fuse_blocks, fold_axial=fold_axial,
                            scan_backend=scan_backend)
-        if not isinstance(max_graphs, int) or max_graphs < 1:
-            raise ValueError(f'max_graphs must be a positive int, got {max_graphs!r}')
+        from tinyvim_mm.deploy import check_max_graphs
         self.cuda_graphs = cuda_graphs
-        self.max_graphs = max_graphs
+        self.max_graphs = check_max_graphs(max_graphs)
 
     def before_test(self, runner) -> None:
         from tinyvim_mm.deploy import enable_cuda_graphs, optimize_for_inference

@@ -60,6 +60,13 @@ def _copy_out(value: Any) -> Any:
     return value
 
 
+def check_max_graphs(max_graphs: Any) -> int:
+    """``max_graphs`` if it is a positive int, else a ``ValueError``."""
+    if not isinstance(max_graphs, int) or max_graphs < 1:
+        raise ValueError(f'max_graphs must be a positive int, got {max_graphs!r}')
+    return max_graphs
+
+
 def capture(step: Callable[[], Any], warmup: int = 1,
             pool: Optional[Any] = None) -> Tuple[torch.cuda.CUDAGraph, Any]:
     """Capture ``step()`` in a CUDA graph after ``warmup`` calls on a side stream (which
@@ -87,16 +94,17 @@ class _Graph:
     def __init__(self, forward: Callable[[Any], Any], x: Any, pool: Any) -> None:
         self.input = _empty_like(x)
         self._inputs = _flatten(self.input)
-        self._load(x)
+        self._load(_flatten(x))
         with torch.cuda.device(self._inputs[0].device):
             self.graph, self.output = capture(lambda: forward(self.input), pool=pool)
 
-    def _load(self, x: Any) -> None:
-        for static, value in zip(self._inputs, _flatten(x)):
+    def _load(self, tensors: List[torch.Tensor]) -> None:
+        for static, value in zip(self._inputs, tensors):
             static.copy_(value)
 
-    def __call__(self, x: Any) -> Any:
-        self._load(x)
+    def __call__(self, tensors: List[torch.Tensor]) -> Any:
+        """Replay on ``tensors`` (the flattened input of this graph's signature)."""
+        self._load(tensors)
         self.graph.replay()
         return _copy_out(self.output)
 
@@ -106,10 +114,8 @@ class GraphedForward:
     docstring). ``graphs`` maps each captured signature to its graph."""
 
     def __init__(self, module: nn.Module, max_graphs: int = 16) -> None:
-        if not isinstance(max_graphs, int) or max_graphs < 1:
-            raise ValueError(f'max_graphs must be a positive int, got {max_graphs!r}')
         self.module = module
-        self.max_graphs = max_graphs
+        self.max_graphs = check_max_graphs(max_graphs)
         self.graphs: Dict[Hashable, _Graph] = {}
         self.seen: Set[Hashable] = set()
         self._pool: Optional[Any] = None
@@ -125,13 +131,19 @@ class GraphedForward:
         """The module's own forward."""
         return type(self.module).forward(self.module, *args, **kwargs)
 
-    def applies(self, args: tuple, kwargs: dict) -> bool:
-        """Whether a call with these arguments may run from a graph."""
+    def _graph_input(self, args: tuple, kwargs: dict) -> Optional[List[torch.Tensor]]:
+        """The call's input tensors if it may run from a graph, else ``None``."""
         tensors = _flatten(args[0]) if len(args) == 1 and not kwargs else None
-        return (tensors is not None and all(t.is_cuda for t in tensors)
+        if (tensors is not None and all(t.is_cuda for t in tensors)
                 and len({t.device for t in tensors}) == 1 and not self.module.training
                 and not torch.is_grad_enabled() and not torch.compiler.is_compiling()
-                and not torch.cuda.is_current_stream_capturing())
+                and not torch.cuda.is_current_stream_capturing()):
+            return tensors
+        return None
+
+    def applies(self, args: tuple, kwargs: dict) -> bool:
+        """Whether a call with these arguments may run from a graph."""
+        return self._graph_input(args, kwargs) is not None
 
     def _drop_if_moved(self) -> None:
         if self.graphs and [t.data_ptr() for t in self._tensors] != self._pointers:
@@ -142,7 +154,8 @@ class GraphedForward:
             self._pool = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if not self.applies(args, kwargs):
+        tensors = self._graph_input(args, kwargs)
+        if tensors is None:
             return self.eager(*args, **kwargs)
         x = args[0]
         self._drop_if_moved()
@@ -165,13 +178,13 @@ class GraphedForward:
                 self._tensors = [*self.module.parameters(), *self.module.buffers()]
                 self._pointers = [t.data_ptr() for t in self._tensors]
             graph = self.graphs[key] = _Graph(self.eager, x, self._pool)
-        return graph(x)
+        return graph(tensors)
 
 
 def enable_cuda_graphs(module: nn.Module, max_graphs: int = 16) -> nn.Module:
     """Replay ``module``'s inference forward from CUDA graphs (see the module docstring),
     at most ``max_graphs`` input signatures; in place. Returns ``module``."""
-    if isinstance(module.__dict__.get('forward'), GraphedForward):
+    if cuda_graphs_enabled(module):
         raise ValueError(f'{type(module).__name__} already replays CUDA graphs')
     if 'forward' in module.__dict__:
         raise ValueError(f'{type(module).__name__} has an instance-level forward; '
@@ -182,7 +195,7 @@ def enable_cuda_graphs(module: nn.Module, max_graphs: int = 16) -> nn.Module:
 
 def disable_cuda_graphs(module: nn.Module) -> nn.Module:
     """Undo :func:`enable_cuda_graphs` (no-op where it was not enabled); frees the graphs."""
-    if isinstance(module.__dict__.get('forward'), GraphedForward):
+    if cuda_graphs_enabled(module):
         del module.__dict__['forward']
     return module
 
