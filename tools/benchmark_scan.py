@@ -8,6 +8,7 @@ Examples::
     # whole TinyViM-B training steps by backend, interleaved rounds
     python tools/benchmark_scan.py --device cuda --model b --batch 2 --img-size 512
     python tools/benchmark_scan.py --device cuda --model s --batch 256 --img-size 224 --amp
+    python tools/benchmark_scan.py --device cuda --model b --batch 2 --img-size 512 --compile
 
 Table 1, the ``selective_scan`` interface on the same inputs, ``(b, K*d, L)`` with
 ``L = H*W`` of ``--grid``: ``ref`` (per-step loop), ``torch`` (chunked), and on a GPU
@@ -63,11 +64,14 @@ def parse_args() -> argparse.Namespace:
                        help='fp16 autocast and channels-last (default: float32, NCHW)')
     model.add_argument('--backends', nargs='+', default=None,
                        help="default: this device's backends but 'ref', best first")
+    model.add_argument('--compile', action='store_true',
+                       help="the backbone compiled into CUDA graphs (torch.compile "
+                       "mode='reduce-overhead', the ImageNet configs' training form)")
     model.add_argument('--rounds', type=int, default=12)
     model.add_argument('--steps', type=int, default=10, help='steps per backend and round')
     args = parser.parse_args()
-    if args.model is None and (args.amp or args.backends):
-        parser.error('--amp and --backends go with --model')
+    if args.model is None and (args.amp or args.backends or args.compile):
+        parser.error('--amp, --backends and --compile go with --model')
     return args
 
 
@@ -76,8 +80,10 @@ def model_steps(args: argparse.Namespace, device: torch.device) -> None:
     backends = args.backends or [b for b in available_backends() if b != 'ref']
     results = model_steps_by_backend(args.model, args.batch, args.img_size, backends, device,
                                      args.amp, args.rounds, args.steps, args.warmup + 3,
-                                     args.seed)
+                                     args.seed,
+                                     dict(mode='reduce-overhead') if args.compile else None)
     form = 'fp16 AMP, channels-last' if args.amp else 'float32, NCHW'
+    form += ', backbone compiled into CUDA graphs' if args.compile else ', eager'
     print(f'TinyViM-{args.model.upper()} training steps, batch {args.batch}, '
           f'{args.img_size}x{args.img_size}, {form}, on {device}: {args.rounds} interleaved '
           f'rounds of {args.steps} steps per backend\n')

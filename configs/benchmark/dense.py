@@ -5,5 +5,5 @@
 # alone at 2x3x800x1333, eager, compiled and from a CUDA graph, and in fp16. About 3.5 min
 # on one H200 (2.9 min measured before the neck / head rows).
 _base_ = ['./_base_/sections.py']
-sections = [_base_.dense_det, _base_.dense_seg, _base_.backbone_det,
-            _base_.backbone_det_fp16]
+sections = [_base_.dense_det, _base_.dense_seg, _base_.dense_det_fp16, _base_.dense_seg_fp16,
+            _base_.backbone_det, _base_.backbone_det_fp16]

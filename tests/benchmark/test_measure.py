@@ -1,6 +1,7 @@
 """Every measurement kind on the CPU at tiny sizes (1-2 timed calls): the numbers exist,
 the folded and fast forms compute the training form's outputs, a timm peer is
 reparameterized, the runner-level training runs the config's loop on in-memory samples."""
+import gc
 import math
 
 import pytest
@@ -93,6 +94,12 @@ def test_runner_train_toy_classification(ctx):
         assert len(row['iter_ms']) == 2 and row['p90_ms'] >= row['median_ms'] > 0
         # throughput from the mean iteration
         assert row['ms'] == pytest.approx(sum(row['iter_ms']) / 2, rel=1e-3, abs=0.01)
+        # what each iteration spent waiting for its batch and collecting garbage
+        assert len(row['data_ms']) == len(row['gc_ms']) == 2
+        assert all(0 <= d + g <= t for d, g, t in zip(row['data_ms'], row['gc_ms'],
+                                                     row['iter_ms']))
+        assert not any(getattr(c, '__qualname__', '').startswith('_IterTimes')
+                       for c in gc.callbacks)  # the hook removed its callback
         assert row['img_per_s'] == pytest.approx(2e3 / row['ms'], rel=1e-3)
         assert row['workers'] == 1 and row['iters'] == 2 and row['img_per_s'] > 0 and row['iter_per_s'] > 0
         assert row['img_size'] == [32, 32] and row['first_iter_s'] > 0

@@ -20,6 +20,7 @@ and the config's schedule length are replaced by a fixed number of iterations;
 everything else is the config's.
 """
 import dataclasses
+import gc
 import logging
 import math
 import os
@@ -164,15 +165,34 @@ class _IterTimes(Hook):
         self.warmup = warmup
         self.stamps: List[float] = []
         self.losses: List[float] = []
+        self.data_ms: List[float] = []  # waiting for the batch, per iteration
+        self.gc_ms: List[float] = []  # Python's garbage collector, per iteration
+        self._gc_total = 0.0
+        self._gc_start = 0.0
+
+    def _gc_callback(self, phase: str, info: Dict[str, int]) -> None:
+        if phase == 'start':
+            self._gc_start = time.perf_counter()
+        else:
+            self._gc_total += time.perf_counter() - self._gc_start
 
     def before_train(self, runner) -> None:
         synchronize(self.device)
         self.stamps.append(time.perf_counter())
+        gc.callbacks.append(self._gc_callback)
+
+    def after_train(self, runner) -> None:
+        gc.callbacks.remove(self._gc_callback)
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch: Any = None) -> None:
+        self.data_ms.append((time.perf_counter() - self.stamps[-1]) * 1e3)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch: Any = None,
                          outputs: Optional[dict] = None) -> None:
         synchronize(self.device)
         self.stamps.append(time.perf_counter())
+        self.gc_ms.append(self._gc_total * 1e3)
+        self._gc_total = 0.0
         if outputs and 'loss' in outputs:
             self.losses.append(float(torch.as_tensor(outputs['loss']).detach()))
         if batch_idx + 1 == self.warmup:
@@ -249,9 +269,10 @@ def runner_train(ctx: Context, spec: ModelSpec, variant: TrainVariant, iters: in
         img/s and iter/s over the timed iterations (their mean: the in-memory samples
         cycle through a few distinct batches, and where their iteration times differ, as
         Mask R-CNN's with their numbers of objects, a median jumps between them), mean,
-        median and p90 ms per iteration, each timed iteration's ms, the first
-        iteration's seconds, peak memory after the warm-up (GB, CUDA), first and last
-        loss.
+        median and p90 ms per iteration, each timed iteration's ms (and of it, the ms
+        spent waiting for the batch and in Python's garbage collector: where a stall
+        comes from), the first iteration's seconds, peak memory after the warm-up (GB,
+        CUDA), first and last loss.
     """
     from tinyvim_mm.engine.runner import build_runner
     if spec.kind != 'config':
@@ -311,6 +332,8 @@ def runner_train(ctx: Context, spec: ModelSpec, variant: TrainVariant, iters: in
                 median_ms=round(statistics.median(timed) * 1e3, 3),
                 p90_ms=round(percentile(timed, 90) * 1e3, 3), iters=len(timed),
                 iter_ms=[round(t * 1e3, 2) for t in timed],
+                data_ms=[round(t, 2) for t in timer.data_ms[warmup:warmup + iters]],
+                gc_ms=[round(t, 2) for t in timer.gc_ms[warmup:warmup + iters]],
                 first_iter_s=round(times[0], 3), peak_mem_gb=memory.peak_gb,
                 held_mem_gb=memory.held_gb,
                 first_loss=timer.losses[0] if timer.losses else None,

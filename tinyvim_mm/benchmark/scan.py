@@ -148,14 +148,16 @@ def scan_table(results: Dict[str, Dict[str, Any]], missing: Dict[str, str]) -> s
 
 def model_steps_by_backend(arch: str, batch: int, img_size: int, backends: Sequence[str],
                            device: torch.device, amp: bool = False, rounds: int = 12,
-                           steps: int = 10, warmup: int = 5, seed: int = 0
-                           ) -> Dict[str, Dict[str, float]]:
+                           steps: int = 10, warmup: int = 5, seed: int = 0,
+                           compile: Optional[dict] = None) -> Dict[str, Dict[str, float]]:
     """Training steps (forward, backward, AdamW) of one TinyViM classifier whose scan
     backend is switched between timings: ``rounds`` rounds of ``steps`` steps per backend,
     the order reversed every other round, so that the same weights, inputs and machine
     state serve every backend, and drifts of the host (which sets the pace of small
     batches) hit all alike. ``amp``: fp16 autocast with a loss scaler, channels-last
-    (the configs' fast form); else float32, NCHW.
+    (the configs' fast form); else float32, NCHW. ``compile``: ``torch.compile`` keyword
+    arguments for the backbone (``dict(mode='reduce-overhead')``: compiled into CUDA graphs,
+    as the ImageNet configs train; each backend is its own compiled graph).
 
     Returns:
         ``{backend: {median_ms, min_ms, img_per_s, speed}}`` per step; ``speed``: the
@@ -168,6 +170,8 @@ def model_steps_by_backend(arch: str, batch: int, img_size: int, backends: Seque
     torch.manual_seed(seed)
     layout = torch.channels_last if amp else torch.contiguous_format
     model = TinyViMClassifier(arch).to(device, memory_format=layout).train()
+    if compile is not None:
+        model.backbone.compile(**compile)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     gen = torch.Generator().manual_seed(seed + 1)

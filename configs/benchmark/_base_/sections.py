@@ -75,6 +75,33 @@ dense_seg = dict(
             dict(name=fpn_r50, label='Semantic FPN, ResNet-50 + neck and head graphs',
                  cuda_graphs=seg_graphs)],
     reference='Semantic FPN, ResNet-50 (mmseg)')
+# The same in fp16 autocast (NCHW: mmcv's RoI ops), TinyViM-B fast with its
+# half-precision fast paths (fused FFN blocks, 7x7 axial fold); both backbones from CUDA
+# graphs, then with the neck and head too.
+dense_fp16 = dict(dtype='fp16', channels_last=False, reparameterize=True)
+dense_fast_fp16 = dict(scan_backend='triton', fold_axial=True)
+dense_det_fp16 = dict(
+    dense_det, title='Mask R-CNN end to end, fp16 autocast', treatment=dense_fp16,
+    models=[dict(name=mask_rcnn_b, label='Mask R-CNN, TinyViM-B fast (--deploy), fp16',
+                 optimize=dense_fast_fp16, cuda_graphs=['backbone']),
+            dict(name=mask_rcnn_b, label='Mask R-CNN, TinyViM-B fast + neck and head '
+                 'graphs, fp16', optimize=dense_fast_fp16, cuda_graphs=det_graphs),
+            dict(name=mask_rcnn_r50, label='Mask R-CNN, ResNet-50, backbone in CUDA graphs, '
+                 'fp16', cuda_graphs=['backbone']),
+            dict(name=mask_rcnn_r50, label='Mask R-CNN, ResNet-50 + neck and head graphs, '
+                 'fp16', cuda_graphs=det_graphs)],
+    reference='Mask R-CNN, ResNet-50, backbone in CUDA graphs, fp16')
+dense_seg_fp16 = dict(
+    dense_seg, title='Semantic FPN end to end, fp16 autocast', treatment=dense_fp16,
+    models=[dict(name=fpn_b, label='Semantic FPN, TinyViM-B fast (--deploy), fp16',
+                 optimize=dense_fast_fp16, cuda_graphs=['backbone']),
+            dict(name=fpn_b, label='Semantic FPN, TinyViM-B fast + neck and head graphs, '
+                 'fp16', optimize=dense_fast_fp16, cuda_graphs=seg_graphs),
+            dict(name=fpn_r50, label='Semantic FPN, ResNet-50, backbone in CUDA graphs, fp16',
+                 cuda_graphs=['backbone']),
+            dict(name=fpn_r50, label='Semantic FPN, ResNet-50 + neck and head graphs, fp16',
+                 cuda_graphs=seg_graphs)],
+    reference='Semantic FPN, ResNet-50, backbone in CUDA graphs, fp16')
 backbone_det = dict(
     kind='backbone', title='Backbones alone at the detection size', batch=2,
     img_size=(800, 1333), treatment=dense_treatment,
