@@ -55,11 +55,28 @@ def test_bad_teacher_fast(fast):
         build(teacher_fast=fast)
 
 
+def test_teacher_fast_default_and_cpu_form(tmp_path):
+    """The default teacher_fast (fp16, compiled, CUDA graphs) applies on CUDA only: on
+    the CPU the teacher stays as built (fp32, not compiled)."""
+    import timm
+    ckpt = tmp_path / 'teacher.pth'
+    torch.save(timm.create_model('resnet18', num_classes=5).state_dict(), ckpt)
+    model = build(str(ckpt))
+    assert model.teacher_fast == dict(dtype='float16', channels_last=False, compile=True,
+                                      cuda_graphs=True)
+    model.init_weights()
+    model.teacher_logits(torch.randn(2, 3, 32, 32))
+    teacher = model.teacher
+    assert teacher._compiled_call_impl is None and model._teacher_graphed is None
+    assert next(teacher.parameters()).dtype == torch.float32
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
-@pytest.mark.parametrize('graphs', [True, False])
-def test_fast_teacher_keeps_the_hard_labels_on_gpu(graphs):
-    """DeiT's RegNetY-16GF in fp16 (replayed from a CUDA graph, the default, or eager)
-    gives the fp32 teacher's hard labels.
+@pytest.mark.parametrize('fast', [None, dict(dtype='float16', compile=False, cuda_graphs=True),
+                                  dict(dtype='float16', compile=False, cuda_graphs=False)])
+def test_fast_teacher_keeps_the_hard_labels_on_gpu(fast):
+    """DeiT's RegNetY-16GF in fp16 (compiled and replayed from a CUDA graph, the
+    default; not compiled; eager) gives the fp32 teacher's hard labels.
 
     With random weights (no trained checkpoint can be downloaded here) and noise images
     the logits are near ties, far closer than a trained teacher's on images: 0.3 % of
@@ -73,7 +90,8 @@ def test_fast_teacher_keeps_the_hard_labels_on_gpu(graphs):
         head=dict(type='DistillClsHead', num_classes=1000, in_channels=224),
         teacher=dict(type='TimmClassifier', model_name='regnety_160', num_classes=1000),
         teacher_checkpoint='unused.pth',
-        teacher_fast=dict(dtype='float16', cuda_graphs=graphs)).cuda()
+        **({} if fast is None else dict(teacher_fast=fast))).cuda()
+    graphs = model.teacher_fast['cuda_graphs']
     model._teacher_loaded = True  # random weights stand in for the checkpoint
     reference = copy.deepcopy(model.teacher).float()
     torch.manual_seed(0)
@@ -93,3 +111,31 @@ def test_fast_teacher_keeps_the_hard_labels_on_gpu(graphs):
     assert abs(agreement - float(same.float().mean())) < 0.01
     graphed = model._teacher_graphed
     assert (graphed is not None and len(graphed.module.forward.graphs) == 1) == graphs
+    assert (model.teacher._compiled_call_impl is not None) == model.teacher_fast['compile']
+
+
+@pytest.mark.parametrize('capability', [(6, 1), (8, 0)])
+def test_teacher_compile_needs_capability_7(tmp_path, monkeypatch, capability):
+    """teacher_fast.compile applies from compute capability 7.0 (Triton); below, the
+    teacher runs without, with a warning (no CUDA call here: the capability is faked)."""
+    import logging
+
+    import timm
+    from mmengine.logging import MMLogger
+    ckpt = tmp_path / 'teacher.pth'
+    torch.save(timm.create_model('resnet18', num_classes=5).state_dict(), ckpt)
+    model = build(str(ckpt), teacher_fast=dict(dtype='float32', compile=True))
+    model.init_weights()
+    monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda device=None: capability)
+    logged = []
+    handler = logging.Handler()
+    handler.emit = lambda record: logged.append(record.getMessage())
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        teacher = model._fast_teacher(torch.device('cuda'))
+    finally:
+        logger.removeHandler(handler)
+    old = capability < (7, 0)
+    assert (teacher._compiled_call_impl is None) == old
+    assert any('needs compute capability 7.0' in m for m in logged) == old

@@ -6,6 +6,7 @@ import json
 import sys
 
 import pytest
+import torch
 
 from conftest import REPO, load_module
 
@@ -106,9 +107,27 @@ def test_benchmark_scan_model_steps(tmp_path, monkeypatch, capsys):
     blocks = [b for i, b in enumerate(used) if i == 0 or used[i - 1] != b]
     assert blocks == ['torch', 'ref', 'torch', 'ref', 'torch'], blocks
     assert used.count('torch') == used.count('ref')
-    monkeypatch.setattr(sys, 'argv', ['benchmark_scan.py', '--amp'])
-    with pytest.raises(SystemExit):
-        scan.main()
+    for argv in (['--amp'], ['--compile']):  # only with --model
+        monkeypatch.setattr(sys, 'argv', ['benchmark_scan.py', *argv])
+        with pytest.raises(SystemExit):
+            scan.main()
+
+
+def test_model_steps_compiled_backbone(monkeypatch):
+    """``compile``: the classifier's backbone (only) is compiled with those arguments, and
+    every backend's steps run through it."""
+    from tinyvim_mm.benchmark.scan import model_steps_by_backend
+    from tinyvim_mm.models.backbones import TinyViM
+    compiled = []
+    real = torch.nn.Module.compile
+    monkeypatch.setattr(torch.nn.Module, 'compile', lambda self, **kw: compiled.append(
+        (type(self), kw)) or real(self, **kw))
+    results = model_steps_by_backend('s', 2, 64, ['torch', 'ref'], torch.device('cpu'),
+                                     rounds=1, steps=1, warmup=1,
+                                     compile=dict(backend='eager'))
+    assert compiled == [(TinyViM, dict(backend='eager'))]
+    assert set(results) == {'torch', 'ref'} and all(r['img_per_s'] > 0
+                                                    for r in results.values())
 
 
 def test_profile_kernels(tmp_path, capsys):
