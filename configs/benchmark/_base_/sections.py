@@ -102,6 +102,16 @@ dense_seg_fp16 = dict(
             dict(name=fpn_r50, label='Semantic FPN, ResNet-50 + neck and head graphs, fp16',
                  cuda_graphs=seg_graphs)],
     reference='Semantic FPN, ResNet-50, backbone in CUDA graphs, fp16')
+# Semantic FPN in fp16 with channels-last weights (the layout of TinyViM's fast blocks;
+# mmseg's neck and head take it too), both backbones from CUDA graphs.
+dense_seg_fp16_cl = dict(
+    dense_seg, title='Semantic FPN end to end, fp16 autocast, channels-last',
+    treatment=dict(dense_fp16, channels_last=True),
+    models=[dict(name=fpn_b, label='Semantic FPN, TinyViM-B fast (--deploy), fp16 CL',
+                 optimize=dense_fast_fp16, cuda_graphs=['backbone']),
+            dict(name=fpn_r50, label='Semantic FPN, ResNet-50, backbone in CUDA graphs, '
+                 'fp16 CL', cuda_graphs=['backbone'])],
+    reference='Semantic FPN, ResNet-50, backbone in CUDA graphs, fp16 CL')
 backbone_det = dict(
     kind='backbone', title='Backbones alone at the detection size', batch=2,
     img_size=(800, 1333), treatment=dense_treatment,
