@@ -184,3 +184,29 @@ def test_benchmark_agc(capsys):
     with pytest.raises(SystemExit):
         tool.main(['--calls', '0'])
 
+
+
+def test_benchmark_teacher(tmp_path, capsys):
+    """tools/misc/benchmark_teacher.py: the teacher through ``teacher_logits`` for each
+    teacher_fast setting asked for, a row each, with its labels' agreement with fp32 (on
+    the CPU every setting runs the plain teacher: full agreement); a checkpoint is loaded
+    strictly; unknown variants are refused."""
+    import timm
+    tool = load_module(REPO / 'tools' / 'misc' / 'benchmark_teacher.py', 'benchmark_teacher')
+    ckpt = tmp_path / 'teacher.pth'
+    torch.save(timm.create_model('resnet18', num_classes=3).state_dict(), ckpt)
+    out = tmp_path / 'teacher.json'
+    results = tool.main(['--model', 'resnet18', '--num-classes', '3', '--batch', '2',
+                         '--img-size', '32', '--calls', '2', '--warmup', '1', '--checkpoint',
+                         str(ckpt), '--variants', 'fp32', 'default', '--json', str(out)])
+    assert list(results) == ['fp32', 'default']
+    assert results['default']['teacher_fast'] == tool.VARIANTS['default']
+    assert all(r['ms'] >= r['min_ms'] > 0 and r['agreement'] == 1.0 for r in results.values())
+    assert '| default |' in capsys.readouterr().out
+    assert json.loads(out.read_text())['results']['fp32']['teacher_fast'] is None
+    with pytest.raises(SystemExit):
+        tool.main(['--variants', 'fp8'])
+    torch.save(timm.create_model('resnet18', num_classes=4).state_dict(), ckpt)
+    with pytest.raises(RuntimeError, match='does not fit'):
+        tool.main(['--model', 'resnet18', '--num-classes', '3', '--checkpoint', str(ckpt),
+                   '--variants', 'fp32'])
