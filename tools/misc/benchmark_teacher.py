@@ -83,9 +83,27 @@ def build(args: argparse.Namespace, fast: Optional[dict], device: torch.device):
     return model
 
 
+def time_variant(args: argparse.Namespace, fast: Optional[dict], state: dict, x: torch.Tensor,
+                 exact: torch.Tensor) -> dict:
+    """One ``teacher_fast`` form: ms per call, first call's seconds, agreement with fp32."""
+    from tinyvim_mm.benchmark.timing import seconds_per_call, synchronize
+    model = build(args, fast, x.device)
+    model.teacher.load_state_dict(state)
+    begin = time.perf_counter()
+    model.teacher_logits(x)
+    synchronize(x.device)
+    first = time.perf_counter() - begin
+    for _ in range(args.warmup):
+        model.teacher_logits(x)
+    times = [seconds_per_call(lambda: model.teacher_logits(x), x.device, 1)
+             for _ in range(args.calls)]
+    labels = model.teacher_logits(x).argmax(1)  # as training gets them (replayed)
+    return dict(teacher_fast=fast, ms=statistics.median(times) * 1e3, min_ms=min(times) * 1e3,
+                first_call_s=first, agreement=float((labels == exact).float().mean()))
+
+
 def main(argv: Optional[List[str]] = None) -> Dict[str, dict]:
     args = parse_args(argv)
-    from tinyvim_mm.benchmark.timing import seconds_per_call, synchronize
     device = torch.device(args.device)
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True  # as the ImageNet configs train
@@ -97,23 +115,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, dict]:
     del reference
     results: Dict[str, dict] = {}
     for name in args.variants:
-        model = build(args, VARIANTS[name], device)
-        model.teacher.load_state_dict(state)
-        begin = time.perf_counter()
-        model.teacher_logits(x)
-        synchronize(device)
-        first = time.perf_counter() - begin
-        for _ in range(args.warmup):
-            model.teacher_logits(x)
-        times = [seconds_per_call(lambda: model.teacher_logits(x), device, 1)
-                 for _ in range(args.calls)]
-        labels = model.teacher_logits(x).argmax(1)  # as training gets them (replayed)
-        results[name] = dict(teacher_fast=VARIANTS[name], ms=statistics.median(times) * 1e3,
-                             min_ms=min(times) * 1e3, first_call_s=first,
-                             agreement=float((labels == exact).float().mean()))
-        del model
+        results[name] = time_variant(args, VARIANTS[name], state, x, exact)
         if device.type == 'cuda':
-            torch.cuda.empty_cache()
+            torch.cuda.empty_cache()  # the variant's graphs and caches are gone with it
     where = 'teacher_fast as given' if device.type == 'cuda' else 'CPU: the plain fp32 teacher'
     print(f'{args.model}, batch {args.batch}, {args.img_size}x{args.img_size}, on {device} '
           f'({where}); ms per batch, median of {args.calls} calls\n')
