@@ -81,6 +81,21 @@ def test_dense_and_backbone(ctx):
         measure.dense(ctx, parse_model('tinyvim-s'), Treatment(), 2, (64, 64))
 
 
+def _timing_gc() -> bool:
+    """Whether a runner benchmark's garbage-collector callback is still registered."""
+    return any(getattr(c, '__qualname__', '').startswith('_IterTimes') for c in gc.callbacks)
+
+
+def test_runner_train_that_fails_unregisters_its_gc_timing(ctx):
+    spec = parse_model(dict(name='configs/tinyvim_s_toy_imagenet.py',
+                            cfg_options={'model.backbone.arch': TINY_ARCH,
+                                         'model.head.in_channels': 7}))  # wrong: 32
+    with pytest.raises(RuntimeError):
+        runner_train(ctx, spec, TrainVariant('default'), iters=1, warmup=1, batch=2,
+                     img_size=(32, 32), workers=0)
+    assert not _timing_gc()
+
+
 def test_runner_train_toy_classification(ctx):
     """The toy ImageNet config's loop (Mixup/CutMix, AGC, EMA, distillation teacher with
     random weights) on in-memory samples, two variants."""
@@ -98,8 +113,7 @@ def test_runner_train_toy_classification(ctx):
         assert len(row['data_ms']) == len(row['gc_ms']) == 2
         assert all(0 <= d + g <= t for d, g, t in zip(row['data_ms'], row['gc_ms'],
                                                      row['iter_ms']))
-        assert not any(getattr(c, '__qualname__', '').startswith('_IterTimes')
-                       for c in gc.callbacks)  # the hook removed its callback
+        assert not _timing_gc()  # the hook removed its callback
         assert row['img_per_s'] == pytest.approx(2e3 / row['ms'], rel=1e-3)
         assert row['workers'] == 1 and row['iters'] == 2 and row['img_per_s'] > 0 and row['iter_per_s'] > 0
         assert row['img_size'] == [32, 32] and row['first_iter_s'] > 0

@@ -183,7 +183,12 @@ class _IterTimes(Hook):
         gc.callbacks.append(self._gc_callback)
 
     def after_train(self, runner) -> None:
-        gc.callbacks.remove(self._gc_callback)
+        self.forget_gc()
+
+    def forget_gc(self) -> None:
+        """Stop timing the garbage collector (idempotent)."""
+        if self._gc_callback in gc.callbacks:
+            gc.callbacks.remove(self._gc_callback)
 
     def before_train_iter(self, runner, batch_idx: int, data_batch: Any = None) -> None:
         self.data_ms.append((time.perf_counter() - self.stamps[-1]) * 1e3)
@@ -294,7 +299,7 @@ def runner_train(ctx: Context, spec: ModelSpec, variant: TrainVariant, iters: in
     size = tuple(img_size) if img_size else default_size(cfg, scope)
     work_dir = tempfile.mkdtemp(prefix='tinyvim_bench_')
     benchmark_mode = torch.backends.cudnn.benchmark
-    runner = None
+    runner = timer = None
     try:
         prepare_config(cfg, variant, work_dir, warmup + iters + profile)
         _teacher_checkpoint(cfg, scope, work_dir)
@@ -323,6 +328,8 @@ def runner_train(ctx: Context, spec: ModelSpec, variant: TrainVariant, iters: in
         applied = _applied(runner)
     finally:
         torch.backends.cudnn.benchmark = benchmark_mode
+        if timer is not None:
+            timer.forget_gc()  # after_train does not run when training raised
         if runner is not None:  # its log file goes with the work dir; the logger stays current
             for handler in list(runner.logger.handlers):
                 if isinstance(handler, logging.FileHandler):
