@@ -55,13 +55,19 @@ def test_bad_teacher_fast(fast):
         build(teacher_fast=fast)
 
 
-def test_teacher_fast_default_and_cpu_form(tmp_path):
+@pytest.fixture
+def teacher_ckpt(tmp_path) -> str:
+    """A bare state dict of the test teacher (timm resnet18, 5 classes)."""
+    import timm
+    path = tmp_path / 'teacher.pth'
+    torch.save(timm.create_model('resnet18', num_classes=5).state_dict(), path)
+    return str(path)
+
+
+def test_teacher_fast_default_and_cpu_form(teacher_ckpt):
     """The default teacher_fast (fp16, compiled, CUDA graphs) applies on CUDA only: on
     the CPU the teacher stays as built (fp32, not compiled)."""
-    import timm
-    ckpt = tmp_path / 'teacher.pth'
-    torch.save(timm.create_model('resnet18', num_classes=5).state_dict(), ckpt)
-    model = build(str(ckpt))
+    model = build(teacher_ckpt)
     assert model.teacher_fast == dict(dtype='float16', channels_last=False, compile=True,
                                       cuda_graphs=True)
     model.init_weights()
@@ -115,16 +121,13 @@ def test_fast_teacher_keeps_the_hard_labels_on_gpu(fast):
 
 
 @pytest.mark.parametrize('capability', [(6, 1), (8, 0)])
-def test_teacher_compile_needs_capability_7(tmp_path, monkeypatch, capability):
+def test_teacher_compile_needs_capability_7(teacher_ckpt, monkeypatch, capability):
     """teacher_fast.compile applies from compute capability 7.0 (Triton); below, the
     teacher runs without, with a warning (no CUDA call here: the capability is faked)."""
     import logging
 
-    import timm
     from mmengine.logging import MMLogger
-    ckpt = tmp_path / 'teacher.pth'
-    torch.save(timm.create_model('resnet18', num_classes=5).state_dict(), ckpt)
-    model = build(str(ckpt), teacher_fast=dict(dtype='float32', compile=True))
+    model = build(teacher_ckpt, teacher_fast=dict(dtype='float32', compile=True))
     model.init_weights()
     monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda device=None: capability)
     logged = []

@@ -202,13 +202,12 @@ class _IterTimes(Hook):
             # otherwise lands in one timed iteration (measured: 0.33 s of one of 20;
             # a long run spreads such rare pauses over thousands of iterations).
             gc.collect()
+            peak_memory_reset(self.device)
         self.stamps.append(time.perf_counter())
         self.gc_ms.append(self._gc_total * 1e3)
         self._gc_total = 0.0
         if outputs and 'loss' in outputs:
             self.losses.append(float(torch.as_tensor(outputs['loss']).detach()))
-        if batch_idx + 1 == self.warmup:
-            peak_memory_reset(self.device)
 
 
 class _LoopProfile(Hook):

@@ -64,8 +64,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
-def build(args: argparse.Namespace, fast: Optional[dict], device: torch.device):
-    """A classifier holding the teacher (a minimal student: only the teacher runs)."""
+def build(args: argparse.Namespace, fast: Optional[dict], device: torch.device,
+          state: Optional[dict] = None):
+    """A classifier holding the teacher (a minimal student: only the teacher runs), its
+    weights ``state`` if given, else ``--checkpoint`` (loaded strictly) or random."""
     from mmengine.registry import init_default_scope
     init_default_scope('mmpretrain')
     model = DistillImageClassifier(
@@ -76,7 +78,10 @@ def build(args: argparse.Namespace, fast: Optional[dict], device: torch.device):
         teacher=dict(type='TimmClassifier', model_name=args.model,
                      num_classes=args.num_classes),
         teacher_checkpoint=args.checkpoint or 'random weights', teacher_fast=fast).to(device)
-    if args.checkpoint:
+    if state is not None:
+        model.teacher.load_state_dict(state)
+        model._teacher_loaded = True
+    elif args.checkpoint:
         model.load_teacher()
     else:
         model._teacher_loaded = True  # random weights stand in for a checkpoint
@@ -87,8 +92,7 @@ def time_variant(args: argparse.Namespace, fast: Optional[dict], state: dict, x:
                  exact: torch.Tensor) -> dict:
     """One ``teacher_fast`` form: ms per call, first call's seconds, agreement with fp32."""
     from tinyvim_mm.benchmark.timing import seconds_per_call, synchronize
-    model = build(args, fast, x.device)
-    model.teacher.load_state_dict(state)
+    model = build(args, fast, x.device, state)
     begin = time.perf_counter()
     model.teacher_logits(x)
     synchronize(x.device)
