@@ -35,6 +35,8 @@ VARIANTS: Dict[str, Optional[dict]] = {
                                cuda_graphs=False),
     'not compiled': dict(dtype='float16', channels_last=False, compile=False,
                          cuda_graphs=True),
+    'compiled channels-last': dict(dtype='float16', channels_last=True, compile=True,
+                                   cuda_graphs=True),
     'default': inspect.signature(DistillImageClassifier).parameters['teacher_fast'].default,
 }
 

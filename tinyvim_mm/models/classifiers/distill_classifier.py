@@ -72,8 +72,8 @@ class DistillImageClassifier(ImageClassifier):
 
     On CUDA the teacher runs as fast as inference can (``teacher_fast``): weights
     and inputs in half precision, compiled by ``torch.compile`` and replayed from CUDA
-    graphs (RegNetY-16GF, batch 128, H200: 20.9 ms a batch; not compiled 32.1 ms,
-    channels-last 37.3 ms, float32 45.0 ms); it only decides the hard labels (its argmax),
+    graphs (RegNetY-16GF, batch 128, H200: 21.5 ms a batch; not compiled 31.8 ms,
+    channels-last 38.2 ms, float32 45.6 ms); it only decides the hard labels (its argmax),
     which this does not change in practice (:meth:`teacher_agreement` measures it).
 
     Args:
