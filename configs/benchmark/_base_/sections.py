@@ -30,6 +30,14 @@ latency_b = dict(latency, title='Latency, TinyViM-B and its peers',
                  models=['tinyvim-b', 'tinyvim-b:fast'] + _base_.peers_b, reference='tinyvim-b')
 latency_l = dict(latency, title='Latency, TinyViM-L and its peers',
                  models=['tinyvim-l', 'tinyvim-l:fast'] + _base_.peers_l, reference='tinyvim-l')
+# Batch 1 compiled (torch.compile fuses the elementwise kernels) and replayed from CUDA
+# graphs (mode='reduce-overhead'): a batch-1 graph is the sum of many tiny kernels, so
+# fewer kernels is what could shorten it.
+latency_s_compiled = dict(latency, title='Latency at batch 1, compiled, TinyViM-S and its peers',
+                          batches=[1], models=['tinyvim-s:fast'] + _base_.peers_s,
+                          reference='tinyvim-s:fast',
+                          columns=[dict(name='compiled, CUDA graph', compile=True,
+                                        cuda_graphs=True)])
 
 # ---------------------------------------------------------------- dense prediction
 # Float32 (as the paper's detection / segmentation throughput), NCHW (mmcv's RoI ops
