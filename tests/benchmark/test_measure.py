@@ -114,6 +114,14 @@ def test_runner_train_toy_classification(ctx):
         assert all(0 <= d + g <= t for d, g, t in zip(row['data_ms'], row['gc_ms'],
                                                      row['iter_ms']))
         assert not _timing_gc()  # the hook removed its callback
+        # the loop's spans (on the CPU, clock time): all of an iteration but its first mark
+        # and last sync, in the loop's order; the teacher runs between neck and head
+        phases = row['phases_ms']
+        assert list(phases) == ['preprocess', 'backbone', 'neck (+ teacher)',
+                                'heads, losses, backward', 'optimizer step',
+                                'hooks after the step', 'between']
+        assert all(v >= 0 for v in phases.values())
+        assert sum(v for k, v in phases.items() if k != 'between') <= max(row['iter_ms'])
         assert row['img_per_s'] == pytest.approx(2e3 / row['ms'], rel=1e-3)
         assert row['workers'] == 1 and row['iters'] == 2 and row['img_per_s'] > 0 and row['iter_per_s'] > 0
         assert row['img_size'] == [32, 32] and row['first_iter_s'] > 0

@@ -162,14 +162,38 @@ def _runner(data: Dict[str, Any], section: Dict[str, Any], cells: Dict[tuple, An
     return header, rows
 
 
+def _phases(section: Dict[str, Any], cells: Dict[tuple, Any]) -> Optional[str]:
+    """Where a runner iteration's time goes on the device's timeline (median ms of each
+    span, ``phases_ms``), one row per config and variant; ``None`` if no cell has them."""
+    measured = [(m['label'], c['name']) for m in section['models'] for c in section['columns']
+                if (cells.get((m['label'], c['name'])) or {}).get('phases_ms')]
+    if not measured:
+        return None
+    names: List[str] = []
+    for key in measured:
+        names += [n for n in cells[key]['phases_ms'] if n not in names]
+    rows = []
+    for config, variant in measured:
+        cell = cells[(config, variant)]
+        spans = cell['phases_ms']
+        rows.append([config, variant] + [f'{spans[n]:.1f}' if n in spans else '—'
+                                         for n in names] + [f'{cell["ms"]:.1f}'])
+    return ('Where an iteration goes, median ms of each span on the device\'s timeline '
+            '(CUDA events; "between": from one iteration\'s end to the next one\'s start):\n\n'
+            + _table(['config', 'variant'] + names + ['iteration, mean'], rows))
+
+
 def section_table(data: Dict[str, Any], index: int) -> str:
-    """The markdown table of section ``index`` (caption line, then the table)."""
+    """The markdown table of section ``index`` (caption line, then the table; for
+    runner-level training also the spans of an iteration)."""
     section = data['sections'][index]
     cells = _cells(data, index)
     kind = section['kind']
     build = _wide if kind in WIDE_KINDS else _latency if kind == 'latency' else _runner
     header, rows = build(data, section, cells)
-    return _caption(section) + '\n\n' + _table(header, rows)
+    text = _caption(section) + '\n\n' + _table(header, rows)
+    spans = _phases(section, cells) if kind == 'runner_train' else None
+    return text + ('\n\n' + spans if spans else '')
 
 
 def markdown(data: Dict[str, Any]) -> str:

@@ -29,7 +29,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.hooks import Hook
@@ -210,6 +210,122 @@ class _IterTimes(Hook):
             self.losses.append(float(torch.as_tensor(outputs['loss']).detach()))
 
 
+#: The loop's boundaries that :class:`_Phases` marks, in order, each with the name of the
+#: span it ends.
+PHASE_MARKS = (('start', ''), ('preprocessed', 'preprocess'), ('features', 'backbone'),
+               ('heads', 'neck (+ teacher)'), ('step', 'heads, losses, backward'),
+               ('stepped', 'optimizer step'), ('end', 'hooks after the step'))
+
+
+class _Phases(Hook):
+    """Where the timed iterations' time goes on the device's timeline, without
+    synchronising: CUDA events (on the CPU, clock readings) at the loop's boundaries,
+    read after training. The boundaries: the iteration's start, the data preprocessor's
+    end (Mixup / CutMix included), the neck's start (the backbone's end), the start of the
+    heads' losses (``head.loss``, ``rpn_head.loss_and_predict`` or ``decode_head.loss``:
+    the distillation teacher runs between neck and head), the optimizer step's start and end (the backward, gradient clipping
+    and loss scaling come before it), and the iteration's end (EMA and the other hooks).
+    ``between`` is the device's time from one iteration's end to the next one's start
+    (what the host does meanwhile: fetching the batch, the loop). Only modules outside
+    ``torch.compile`` get hooks; a boundary the model does not have merges two spans.
+    An iteration whose optimizer step was skipped (AMP overflow) is left out."""
+    priority = 'LOWEST'
+
+    def __init__(self, device: torch.device, first: int, iters: int) -> None:
+        self.device, self.first, self.iters = device, first, iters
+        self._marks: Dict[int, Dict[str, Any]] = {}
+        self._undo: List[Callable[[], None]] = []
+        self._iter: Optional[int] = None
+
+    def _mark(self, name: str) -> None:
+        if self._iter is None:
+            return
+        if self.device.type == 'cuda':
+            if torch.cuda.is_current_stream_capturing():
+                return
+            stamp = torch.cuda.Event(enable_timing=True)
+            stamp.record()
+        else:
+            stamp = time.perf_counter()
+        self._marks[self._iter][name] = stamp
+
+    def before_train(self, runner) -> None:
+        from mmengine.model import is_model_wrapper
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        hook = lambda name: lambda *args: self._mark(name)  # noqa: E731
+        handles = [model.data_preprocessor.register_forward_hook(hook('preprocessed'))]
+        if isinstance(getattr(model, 'neck', None), torch.nn.Module):
+            handles.append(model.neck.register_forward_pre_hook(hook('features')))
+        optimizer = runner.optim_wrapper.optimizer
+        handles += [optimizer.register_step_pre_hook(hook('step')),
+                    optimizer.register_step_post_hook(hook('stepped'))]
+        self._undo = [handle.remove for handle in handles]
+        # the heads' losses are methods, not forwards: marked by a wrapper on the instance
+        for head, method in (('head', 'loss'), ('rpn_head', 'loss_and_predict'),
+                             ('decode_head', 'loss')):
+            module = getattr(model, head, None)
+            if isinstance(module, torch.nn.Module) and hasattr(module, method):
+                self._undo.append(self._mark_before(module, method, 'heads'))
+                break
+
+    def _mark_before(self, obj: Any, method: str, name: str) -> Callable[[], None]:
+        """Mark ``name`` before every call of ``obj.method``; returns the undo."""
+        original = getattr(obj, method)
+
+        def marked(*args: Any, **kwargs: Any) -> Any:
+            self._mark(name)
+            return original(*args, **kwargs)
+
+        setattr(obj, method, marked)
+        return lambda: delattr(obj, method)
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch: Any = None) -> None:
+        timed = self.first <= batch_idx < self.first + self.iters
+        self._iter = batch_idx if timed else None
+        if timed:
+            self._marks[batch_idx] = {}
+            self._mark('start')
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch: Any = None,
+                         outputs: Optional[dict] = None) -> None:
+        self._mark('end')
+        self._iter = None
+
+    def after_train(self, runner) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        """Take the hooks and wrappers off (idempotent)."""
+        for undo in self._undo:
+            undo()
+        self._undo = []
+
+    def medians(self) -> Dict[str, float]:
+        """Median ms of each span over the timed iterations that have all of theirs."""
+        synchronize(self.device)
+
+        def ms(a: Any, b: Any) -> float:
+            return a.elapsed_time(b) if self.device.type == 'cuda' else (b - a) * 1e3
+
+        present = {n for marks in self._marks.values() for n in marks}
+        spans: Dict[str, List[float]] = {}
+        previous_end = None
+        for index in sorted(self._marks):
+            marks = self._marks[index]
+            if present <= set(marks):
+                if previous_end is not None:
+                    spans.setdefault('between', []).append(ms(previous_end, marks['start']))
+                labels, last = [], 'start'
+                for name, label in PHASE_MARKS[1:]:
+                    labels.append(label)
+                    if name in present:
+                        spans.setdefault(', '.join(labels), []).append(
+                            ms(marks[last], marks[name]))
+                        labels, last = [], name
+            previous_end = marks.get('end')
+        return {name: round(statistics.median(v), 3) for name, v in spans.items()}
+
+
 class _LoopProfile(Hook):
     """``torch.profiler`` (kernels) and ``cProfile`` (host functions) over ``iters``
     iterations after the warm-up: what the loop spends on the device and on the host."""
@@ -282,8 +398,9 @@ def runner_train(ctx: Context, spec: ModelSpec, variant: TrainVariant, iters: in
         Mask R-CNN's with their numbers of objects, a median jumps between them), mean,
         median and p90 ms per iteration, each timed iteration's ms (and of it, the ms
         spent waiting for the batch and in Python's garbage collector: where a stall
-        comes from), the first iteration's seconds, peak memory after the warm-up (GB,
-        CUDA), first and last loss.
+        comes from), the median ms of the loop's spans on the device's timeline
+        (``phases_ms``, :class:`_Phases`), the first iteration's seconds, peak memory
+        after the warm-up (GB, CUDA), first and last loss.
     """
     from tinyvim_mm.engine.runner import build_runner
     if spec.kind != 'config':
@@ -298,7 +415,7 @@ def runner_train(ctx: Context, spec: ModelSpec, variant: TrainVariant, iters: in
     size = tuple(img_size) if img_size else default_size(cfg, scope)
     work_dir = tempfile.mkdtemp(prefix='tinyvim_bench_')
     benchmark_mode = torch.backends.cudnn.benchmark
-    runner = timer = None
+    runner = timer = phases = None
     try:
         prepare_config(cfg, variant, work_dir, warmup + iters + profile)
         _teacher_checkpoint(cfg, scope, work_dir)
@@ -318,6 +435,8 @@ def runner_train(ctx: Context, spec: ModelSpec, variant: TrainVariant, iters: in
             collate_fn=collate, pin_memory=pin_memory,
             dataset=PackedDataset(samples, batch * (warmup + iters + profile))))
         timer, memory = _IterTimes(ctx.device, warmup), _PeakMemory(ctx.device, warmup)
+        phases = _Phases(ctx.device, warmup, iters)
+        runner.register_hook(phases, priority='LOWEST')  # marks the end before timer syncs
         runner.register_hook(timer, priority='LOWEST')
         runner.register_hook(memory, priority='HIGHEST')
         profiler = _LoopProfile(ctx.device, warmup + iters, profile) if profile else None
@@ -329,6 +448,7 @@ def runner_train(ctx: Context, spec: ModelSpec, variant: TrainVariant, iters: in
         torch.backends.cudnn.benchmark = benchmark_mode
         if timer is not None:
             timer.forget_gc()  # after_train does not run when training raised
+            phases.remove()
         if runner is not None:  # its log file goes with the work dir; the logger stays current
             for handler in list(runner.logger.handlers):
                 if isinstance(handler, logging.FileHandler):
@@ -347,6 +467,7 @@ def runner_train(ctx: Context, spec: ModelSpec, variant: TrainVariant, iters: in
                 iter_ms=[round(t * 1e3, 2) for t in timed],
                 data_ms=[round(t, 2) for t in timer.data_ms[warmup:warmup + iters]],
                 gc_ms=[round(t, 2) for t in timer.gc_ms[warmup:warmup + iters]],
+                phases_ms=phases.medians(),
                 first_iter_s=round(times[0], 3), peak_mem_gb=memory.peak_gb,
                 held_mem_gb=memory.held_gb,
                 first_loss=timer.losses[0] if timer.losses else None,
