@@ -23,8 +23,9 @@ optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01))
 
-# Fast training on GPUs (tinyvim_mm.engine.fast_training): all off, as in fpn_tinyvim_s_ade20k_40k.py, where
-# AMP, fused AdamW and channels-last made the loop at 4 images per GPU slower (measured on
-# an H200; not measured for this model). Turn them on with --cfg-options where they help.
+# Fast training on GPUs (tinyvim_mm.engine.fast_training): all off, as in
+# fpn_tinyvim_s_ade20k_40k.py, where AMP, fused AdamW and channels-last made the loop at 4 images
+# per GPU slower (measured on an H200; not for this model). Turn them on with
+# --cfg-options where they help.
 runner_type = 'FastTrainingRunner'
 fast_training = dict(amp=False, channels_last=False, fused_optimizer=False, compile=False)

@@ -123,7 +123,8 @@ def test_runner_train_toy_classification(ctx):
         assert all(v >= 0 for v in phases.values())
         assert sum(v for k, v in phases.items() if k != 'between') <= max(row['iter_ms'])
         assert row['img_per_s'] == pytest.approx(2e3 / row['ms'], rel=1e-3)
-        assert row['workers'] == 1 and row['iters'] == 2 and row['img_per_s'] > 0 and row['iter_per_s'] > 0
+        assert row['workers'] == 1 and row['iters'] == 2
+        assert row['img_per_s'] > 0 and row['iter_per_s'] > 0
         assert row['img_size'] == [32, 32] and row['first_iter_s'] > 0
         # fast_training: AMP on a GPU, off on the CPU
         assert row['optim_wrapper'] == ('AmpAGCOptimWrapper' if torch.cuda.is_available()

@@ -222,13 +222,14 @@ class _Phases(Hook):
     synchronising: CUDA events (on the CPU, clock readings) at the loop's boundaries,
     read after training. The boundaries: the iteration's start, the data preprocessor's
     end (Mixup / CutMix included), the neck's start (the backbone's end), the start of the
-    heads' losses (``head.loss``, ``rpn_head.loss_and_predict`` or ``decode_head.loss``:
-    the distillation teacher runs between neck and head), the optimizer step's start and end (the backward, gradient clipping
-    and loss scaling come before it), and the iteration's end (EMA and the other hooks).
-    ``between`` is the device's time from one iteration's end to the next one's start
-    (what the host does meanwhile: fetching the batch, the loop). Only modules outside
-    ``torch.compile`` get hooks; a boundary the model does not have merges two spans.
-    An iteration whose optimizer step was skipped (AMP overflow) is left out."""
+    heads' losses (``head.loss``, ``rpn_head.loss_and_predict``, ``bbox_head.loss`` or
+    ``decode_head.loss``; the distillation teacher runs between neck and head), the optimizer step's start and
+    end (the backward, gradient clipping and loss scaling come before it), and the
+    iteration's end (EMA and the other hooks). ``between`` is the device's time from one
+    iteration's end to the next one's start (what the host does meanwhile: fetching the
+    batch, the loop). Only modules outside ``torch.compile`` get hooks; a boundary the
+    model does not have merges two spans. An iteration whose optimizer step was skipped
+    (AMP overflow) is left out."""
     priority = 'LOWEST'
 
     def __init__(self, device: torch.device, first: int, iters: int) -> None:
@@ -262,7 +263,7 @@ class _Phases(Hook):
         self._undo = [handle.remove for handle in handles]
         # the heads' losses are methods, not forwards: marked by a wrapper on the instance
         for head, method in (('head', 'loss'), ('rpn_head', 'loss_and_predict'),
-                             ('decode_head', 'loss')):
+                             ('bbox_head', 'loss'), ('decode_head', 'loss')):
             module = getattr(model, head, None)
             if isinstance(module, torch.nn.Module) and hasattr(module, method):
                 self._undo.append(self._mark_before(module, method, 'heads'))
