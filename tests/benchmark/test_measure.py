@@ -196,3 +196,24 @@ def test_runner_train_segmentation_twice(ctx):
     for row in rows:
         assert row['iters'] == 1 and row['img_per_s'] > 0 and math.isfinite(row['last_loss'])
         assert row['peak_mem_gb'] is None  # CPU: no device memory statistics
+
+
+def test_phases_merge_the_spans_of_missing_boundaries(monkeypatch):
+    """A model without a neck: backbone and neck (+ teacher) become one span; an iteration
+    without its optimizer step (AMP overflow) is left out (the gap after it still
+    counts); spans are medians over the timed iterations."""
+    from tinyvim_mm.benchmark.runner_train import _Phases
+    clock = iter(range(1000))
+    monkeypatch.setattr('time.perf_counter', lambda: next(clock) / 1e3)  # 1 ms a reading
+    phases = _Phases(torch.device('cpu'), first=1, iters=3)
+    marks = ['preprocessed', 'heads', 'step', 'stepped']
+    for batch_idx in range(4):  # iteration 0 is warm-up: not marked
+        phases.before_train_iter(None, batch_idx)
+        for name in marks if batch_idx != 2 else marks[:2]:  # iteration 2: step skipped
+            if name == 'heads' and batch_idx == 3:
+                next(clock)  # iteration 3's forward takes 1 ms longer
+            phases._mark(name)
+        phases.after_train_iter(None, batch_idx)
+    assert phases.medians() == {'preprocess': 1.0, 'backbone, neck (+ teacher)': 1.5,
+                                'heads, losses, backward': 1.0, 'optimizer step': 1.0,
+                                'hooks after the step': 1.0, 'between': 1.0}
