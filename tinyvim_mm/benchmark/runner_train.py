@@ -221,15 +221,15 @@ class _Phases(Hook):
     """Where the timed iterations' time goes on the device's timeline, without
     synchronising: CUDA events (on the CPU, clock readings) at the loop's boundaries,
     read after training. The boundaries: the iteration's start, the data preprocessor's
-    end (Mixup / CutMix included), the neck's start (the backbone's end), the start of the
-    heads' losses (``head.loss``, ``rpn_head.loss_and_predict``, ``bbox_head.loss`` or
-    ``decode_head.loss``; the distillation teacher runs between neck and head), the
-    optimizer step's start and end (the backward, gradient clipping and loss scaling come
-    before it), and the iteration's end (EMA and the other hooks). ``between`` is the
-    device's time from one iteration's end to the next one's start (what the host does
-    meanwhile: fetching the batch, the loop). Only modules outside ``torch.compile`` get
-    hooks; a boundary the model does not have merges two spans. An iteration whose optimizer step was skipped
-    (AMP overflow) is left out."""
+    end (Mixup / CutMix included), the neck's start (the backbone's end), the start of
+    the heads' losses (``head.loss``, ``rpn_head.loss_and_predict``, ``bbox_head.loss``
+    or ``decode_head.loss``; the distillation teacher runs between neck and head), the
+    optimizer step's start and end (the backward, gradient clipping and loss scaling
+    come before it), and the iteration's end (EMA and the other hooks). ``between`` is
+    the device's time from one iteration's end to the next one's start (what the host
+    does meanwhile: fetching the batch, the loop). Only modules outside
+    ``torch.compile`` get hooks; a boundary the model does not have merges two spans.
+    An iteration whose optimizer step was skipped (AMP overflow) is left out."""
     priority = 'LOWEST'
 
     def __init__(self, device: torch.device, first: int, iters: int) -> None:
