@@ -179,7 +179,8 @@ def _phases(section: Dict[str, Any], cells: Dict[tuple, Any]) -> Optional[str]:
         rows.append([config, variant] + [f'{spans[n]:.1f}' if n in spans else '—'
                                          for n in names] + [f'{cell["ms"]:.1f}'])
     return ('Where an iteration goes, median ms of each span on the device\'s timeline '
-            '(CUDA events; "between": from one iteration\'s end to the next one\'s start):\n\n'
+            '(CUDA events; on the CPU, the clock; "between": from one iteration\'s end to '
+            'the next one\'s start):\n\n'
             + _table(['config', 'variant'] + names + ['iteration, mean'], rows))
 
 
