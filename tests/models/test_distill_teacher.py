@@ -142,3 +142,46 @@ def test_teacher_compile_needs_capability_7(teacher_ckpt, monkeypatch, capabilit
     old = capability < (7, 0)
     assert (teacher._compiled_call_impl is None) == old
     assert any('needs compute capability 7.0' in m for m in logged) == old
+
+
+def _conv_weights(module: torch.nn.Module) -> list:
+    """The convolution weights whose two memory formats differ (not 1 x 1, not depth-wise)."""
+    return [p for p in module.parameters()
+            if p.dim() == 4 and p.shape[1] > 1 and p.shape[2] * p.shape[3] > 1]
+
+
+def test_teacher_keeps_its_memory_format_when_the_student_changes_it(teacher_ckpt):
+    """The student in channels-last (fast_training.channels_last, which converts the
+    whole classifier) leaves the teacher's weights in their own layout: RegNetY-16GF's
+    grouped convolutions are slower in channels-last (38.2 vs 32.2 ms a batch on an
+    H200), and teacher_fast decides its layout. Device and dtype moves still follow."""
+    model = build(teacher_ckpt)
+    model.init_weights()  # builds and loads the teacher
+    model.to(memory_format=torch.channels_last)
+    assert all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+               for w in _conv_weights(model.backbone))
+    assert all(w.is_contiguous() for w in _conv_weights(model.teacher))
+    model.to(torch.float64)
+    assert all(w.dtype == torch.float64 for w in _conv_weights(model.teacher))
+    assert all(w.is_contiguous() for w in _conv_weights(model.teacher))
+    model.float()
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(model.teacher_logits(x), model.teacher_logits(x.contiguous(
+        memory_format=torch.channels_last)))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_fast_teacher_layout_follows_teacher_fast_on_gpu(teacher_ckpt, channels_last):
+    """On CUDA the teacher runs in teacher_fast's layout whatever the student's (here
+    channels-last, as the ImageNet configs train)."""
+    model = build(teacher_ckpt, teacher_fast=dict(dtype='float16', channels_last=channels_last,
+                                                  compile=False, cuda_graphs=False)).cuda()
+    model.init_weights()
+    model.to(memory_format=torch.channels_last)
+    model.teacher_logits(torch.randn(2, 3, 32, 32, device='cuda'))
+    weights = _conv_weights(model.teacher)
+    assert all(w.dtype == torch.float16 for w in weights)
+    assert all(w.is_contiguous(memory_format=torch.channels_last) != w.is_contiguous()
+               for w in weights)
+    assert all(w.is_contiguous() != channels_last for w in weights)

@@ -6,7 +6,7 @@ mmpretrain configs (``custom_imports``).
 import copy
 import logging
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import Callable, List, Optional, Union
 
 import torch
 import torch.nn as nn
@@ -38,6 +38,24 @@ class _TeacherLogits(nn.Module):
         if isinstance(self.teacher, BaseModel):
             return self.teacher(x, mode='tensor')
         return self.teacher(x)
+
+
+def _keeping_memory_format(fn: Callable[[torch.Tensor], torch.Tensor]
+                           ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``fn`` (a ``Module._apply`` conversion) with each tensor's memory format kept:
+    ``.to(device / dtype)`` moves pass, ``.to(memory_format=...)`` changes do not."""
+
+    def apply(t: torch.Tensor) -> torch.Tensor:
+        out = fn(t)
+        if out.dim() == 4 and t.is_contiguous() and not out.is_contiguous():
+            return out.contiguous()
+        if (out.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last)
+                and not t.is_contiguous()
+                and not out.is_contiguous(memory_format=torch.channels_last)):
+            return out.contiguous(memory_format=torch.channels_last)
+        return out
+
+    return apply
 
 
 class _Detached:
@@ -159,7 +177,10 @@ class DistillImageClassifier(ImageClassifier):
     def _apply(self, fn, *args, **kwargs) -> 'DistillImageClassifier':
         super()._apply(fn, *args, **kwargs)
         if self._teacher is not None:
-            self._teacher.module._apply(fn, *args, **kwargs)
+            # device and dtype follow; the memory format stays the teacher's own (the
+            # student's channels-last would put RegNetY-16GF's grouped convolutions on a
+            # slower cuDNN path: 38.2 instead of 32.2 ms a batch of 128 on an H200)
+            self._teacher.module._apply(_keeping_memory_format(fn), *args, **kwargs)
             self._teacher_fast_on = None
             self._teacher_graphed = None
         return self
@@ -205,9 +226,8 @@ class DistillImageClassifier(ImageClassifier):
         dtype = FAST_DTYPES[self.teacher_fast.get('dtype', 'float32')]
         if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
             dtype = torch.float16
-        teacher.to(dtype=dtype)
-        if self.teacher_fast.get('channels_last'):
-            teacher.to(memory_format=torch.channels_last)
+        teacher.to(dtype=dtype, memory_format=torch.channels_last if
+                   self.teacher_fast.get('channels_last') else torch.contiguous_format)
         compile_cfg = self.teacher_fast.get('compile')
         if compile_cfg and torch.cuda.get_device_capability(device) < (7, 0):
             print_log('teacher_fast.compile: torch.compile (Triton) needs compute capability '
