@@ -69,7 +69,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def build(args: argparse.Namespace, fast: Optional[dict], device: torch.device,
           state: Optional[dict] = None):
     """A classifier holding the teacher (a minimal student: only the teacher runs), its
-    weights ``state`` if given, else ``--checkpoint`` (loaded strictly) or random."""
+    weights ``state`` if given, else ``--checkpoint`` (loaded strictly) or random,
+    converted to channels-last as training converts it."""
     from mmengine.registry import init_default_scope
     init_default_scope('mmpretrain')
     model = DistillImageClassifier(
@@ -87,7 +88,9 @@ def build(args: argparse.Namespace, fast: Optional[dict], device: torch.device,
         model.load_teacher()
     else:
         model._teacher_loaded = True  # random weights stand in for a checkpoint
-    return model
+    # as FastTrainingRunner converts the classifier (fast_training.channels_last, the
+    # ImageNet configs' default): the teacher's own layout must survive it
+    return model.to(memory_format=torch.channels_last)
 
 
 def time_variant(args: argparse.Namespace, fast: Optional[dict], state: dict, x: torch.Tensor,
