@@ -47,13 +47,11 @@ def _keeping_memory_format(fn: Callable[[torch.Tensor], torch.Tensor]
 
     def apply(t: torch.Tensor) -> torch.Tensor:
         out = fn(t)
-        if out.dim() == 4 and t.is_contiguous() and not out.is_contiguous():
-            return out.contiguous()
-        if (out.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last)
-                and not t.is_contiguous()
-                and not out.is_contiguous(memory_format=torch.channels_last)):
-            return out.contiguous(memory_format=torch.channels_last)
-        return out
+        if out.dim() != 4:
+            return out
+        channels_last = t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+        return out.contiguous(memory_format=torch.channels_last if channels_last
+                              else torch.contiguous_format)  # a no-op where it already is
 
     return apply
 
