@@ -336,6 +336,18 @@ def test_agc_matches_timm_and_wrapper_applies_it():
     wrapper.update_params((param * torch.tensor([[30., 40.]])).sum())  # grad [30, 40]
     assert torch.allclose(param.detach(), torch.tensor([[2.7, 3.6]]))
     assert wrapper.message_hub.get_scalar('train/grad_norm').current() == pytest.approx(50.)
+    # deferred (what CUDA gradients get by default): the norm is logged one step later
+    deferred = AGCOptimWrapper(torch.optim.SGD([param], lr=0.), defer_norm_log=True,
+                               clip_grad=dict(type='agc', clip_factor=1.))
+    hub = deferred.message_hub
+    count = hub.get_scalar('train/grad_norm').data[0].size
+    deferred.update_params((param * torch.tensor([[3., 4.]])).sum())  # norm 5
+    assert hub.get_scalar('train/grad_norm').data[0].size == count
+    deferred.update_params((param * torch.tensor([[6., 8.]])).sum())  # norm 10
+    assert hub.get_scalar('train/grad_norm').current() == pytest.approx(5.)
+    deferred.log_pending_norm()
+    assert hub.get_scalar('train/grad_norm').current() == pytest.approx(10.)
+    assert hub.get_scalar('train/grad_norm').data[0].size == count + 2
     # other clip types are mmengine's
     assert AGCOptimWrapper(torch.optim.SGD([param], lr=1.), clip_grad=dict(max_norm=1.)).clip_func \
         is OptimWrapper(torch.optim.SGD([param], lr=1.), clip_grad=dict(max_norm=1.)).clip_func

@@ -160,9 +160,22 @@ def adaptive_clip_grad_(parameters: Iterable[torch.Tensor], clip_factor: float,
 
 class _AGCMixin:
     """Accept ``clip_grad=dict(type='agc', clip_factor=..., eps=...)`` on top of
-    the wrapper's own ``'norm'`` / ``'value'`` clipping."""
+    the wrapper's own ``'norm'`` / ``'value'`` clipping, and log the gradient norm without
+    waiting for the device.
 
-    def __init__(self, *args, clip_grad: Optional[dict] = None, **kwargs) -> None:
+    MMEngine's wrappers log the norm with ``float(norm)`` right after clipping, which makes
+    the host wait for the whole backward pass before it may launch the optimizer step.
+    With ``defer_norm_log`` the norm is read at the next clipping step instead (the
+    device has long finished it by then: the loop reads its losses after every
+    iteration), so ``train/grad_norm`` lags one iteration behind the losses.
+
+    Args:
+        defer_norm_log: read the norm one step later; ``None``: where the gradients are
+            on a CUDA device (on the CPU reading it costs nothing).
+    """
+
+    def __init__(self, *args, clip_grad: Optional[dict] = None,
+                 defer_norm_log: Optional[bool] = None, **kwargs) -> None:
         agc = None
         if clip_grad is not None and clip_grad.get('type') == 'agc':
             agc = {k: v for k, v in clip_grad.items() if k != 'type'}
@@ -172,10 +185,33 @@ class _AGCMixin:
                                  f'and eps, got {dict(clip_grad)}')
             clip_grad = None
         super().__init__(*args, clip_grad=clip_grad, **kwargs)
+        self.defer_norm_log = defer_norm_log
+        self._pending_norm: Optional[torch.Tensor] = None
         if agc is not None:
             self.clip_func = AdaptiveGradClipper()
             self.grad_name = 'grad_norm'
             self.clip_grad_kwargs = agc
+
+    def _clip_grad(self) -> None:
+        self.log_pending_norm()
+        params = [p for group in self.optimizer.param_groups for p in group['params']
+                  if p.requires_grad and p.grad is not None]
+        if not params:
+            return
+        norm = self.clip_func(params, **self.clip_grad_kwargs)
+        if norm is None:  # clip by value: no norm
+            return
+        defer = norm.is_cuda if self.defer_norm_log is None else self.defer_norm_log
+        if defer:
+            self._pending_norm = norm.detach()
+        else:
+            self.message_hub.update_scalar(f'train/{self.grad_name}', float(norm))
+
+    def log_pending_norm(self) -> None:
+        """Write a deferred gradient norm to the message hub (waits for it if needed)."""
+        if self._pending_norm is not None:
+            norm, self._pending_norm = self._pending_norm, None
+            self.message_hub.update_scalar(f'train/{self.grad_name}', float(norm))
 
 
 @OPTIM_WRAPPERS.register_module()
