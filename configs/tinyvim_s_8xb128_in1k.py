@@ -80,6 +80,8 @@ optim_wrapper = dict(
     # parameter with a paramwise_cfg, and the fused AdamW then steps 445 groups)
     constructor='MergedGroupsOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=lr, weight_decay=0.025, eps=1e-8, betas=(0.9, 0.999)),
+    # on a GPU the wrapper logs train/grad_norm one iteration late (defer_norm_log):
+    # reading it at once would make the host wait for the backward before the step
     clip_grad=dict(type='agc', clip_factor=0.02, eps=1e-3),
     paramwise_cfg=dict(
         norm_decay_mult=0.,
@@ -105,7 +107,8 @@ auto_scale_lr = dict(base_batch_size=1024)
 
 # EMA as timm's ModelEmaV2 with decay 0.99996 (weights and BN statistics);
 # validation and saved checkpoints use the EMA weights. The Foreach variant gives
-# MMEngine's result in a few multi-tensor kernels instead of one per tensor.
+# MMEngine's result in a few multi-tensor kernels instead of one per tensor, without
+# building a state dict every step.
 custom_hooks = [
     dict(type='EMAHook', ema_type='ForeachExponentialMovingAverage', momentum=4e-5,
          update_buffers=True, priority='ABOVE_NORMAL')
