@@ -124,9 +124,10 @@ default_hooks = dict(
 # 2,744 img/s with the graphs against 996 in the released recipe's form in the same
 # process (2.75x; the released form's host-bound pace varies, 996-1,606 img/s across
 # runs), and at 2,532 against 1,289 eager in an earlier run (docs/benchmarks.md,
-# `python tools/benchmark.py --preset train_s`). The first iteration compiles for 1.5-4
-# minutes (validation, in eval mode, compiles once more); plain
-# torch.compile without graphs did not pay off (0.88-1.15x eager). Turn any off with
+# `python tools/benchmark.py --preset train_s`); with this config's RegNetY-16GF teacher
+# 1,717 against 827 img/s in one process (2.08x, `--preset train_teacher`). The first
+# iteration compiles for 1.5-4 minutes (validation, in eval mode, compiles once more);
+# plain torch.compile without graphs did not pay off (0.88-1.15x eager). Turn any off with
 # e.g. `--cfg-options fast_training.compile=False`, all with `fast_training=None`.
 runner_type = 'FastTrainingRunner'
 fast_training = dict(amp='float16', channels_last=True, fused_optimizer=True,
