@@ -80,6 +80,17 @@ def test_follows_replaced_tensors_and_custom_state_dicts(make):
             torch.testing.assert_close(a, b, rtol=0, atol=0, msg=f'step {step}: {name}')
 
 
+def test_another_source_model_is_read_from_its_own_tensors():
+    first, second = torch.nn.Linear(3, 4), torch.nn.Linear(3, 4)
+    ours = ForeachExponentialMovingAverage(first, momentum=0.5)
+    reference = ExponentialMovingAverage(first, momentum=0.5)
+    for source in (first, first, second, second, first):
+        ours.update_parameters(source)
+        reference.update_parameters(source)
+        for a, b in zip(ours.module.parameters(), reference.module.parameters()):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_imagenet_config_uses_it():
     cfg = Config.fromfile(str(REPO / 'configs' / 'tinyvim_s_8xb128_in1k.py'))
     ema = next(h for h in cfg.custom_hooks if h['type'] == 'EMAHook')

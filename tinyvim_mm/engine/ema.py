@@ -5,6 +5,7 @@ MMEngine's ``ExponentialMovingAverage`` updates one tensor at a time from a fres
 ~500 modules and their Python loops after every iteration, in a training loop whose host
 time already exceeds its GPU time (docs/benchmarks.md).
 """
+import weakref
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -53,7 +54,7 @@ class ForeachExponentialMovingAverage(ExponentialMovingAverage):
         super().__init__(*args, **kwargs)
         self._names = [n for n, t in self.avg_parameters.items() if t.dtype.is_floating_point]
         self._averaged = [self.avg_parameters[n].data for n in self._names]
-        self._source_id: Optional[int] = None
+        self._source: Optional[weakref.ref] = None
         self._source_slots: Optional[List[Slot]] = None
 
     @torch.no_grad()
@@ -62,8 +63,8 @@ class ForeachExponentialMovingAverage(ExponentialMovingAverage):
             super().update_parameters(model)  # the first copy; steps between updates
             return
         names, averaged = self._names, self._averaged
-        if self._source_id != id(model):
-            self._source_id = id(model)
+        if self._source is None or self._source() is not model:
+            self._source = weakref.ref(model)
             self._source_slots = _slots(model, names)
         if self._source_slots is None:
             source = (model.state_dict() if self.update_buffers
