@@ -45,15 +45,16 @@ class ForeachExponentialMovingAverage(ExponentialMovingAverage):
 
     The source tensors are found without building a state dict: on the first averaging
     step the module tree is walked once for the ``_parameters`` / ``_buffers`` table
-    and key of each averaged tensor, and each step reads those tables. Layout, dtype and
-    device conversions of the source model (which replace tensors inside the tables) are
+    and key of each averaged tensor, and each step reads those tables. Layout and device
+    conversions of the source model (which replace tensors inside the tables) are
     thus followed; a different source model object makes the walk run again.
     """
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._names = [n for n, t in self.avg_parameters.items() if t.dtype.is_floating_point]
-        self._averaged = [self.avg_parameters[n].data for n in self._names]
+        # the tensors themselves (a Parameter follows its .data being replaced)
+        self._averaged = [self.avg_parameters[n] for n in self._names]
         self._source: Optional[weakref.ref] = None
         self._source_slots: Optional[List[Slot]] = None
 
