@@ -217,3 +217,29 @@ def test_phases_merge_the_spans_of_missing_boundaries(monkeypatch):
     assert phases.medians() == {'preprocess': 1.0, 'backbone, neck (+ teacher)': 1.5,
                                 'heads, losses, backward': 1.0, 'optimizer step': 1.0,
                                 'hooks after the step': 1.0, 'between': 1.0}
+
+
+def test_compiled_inference_step_calls_the_model_eagerly_first():
+    """A model that caches a tensor at its first call (timm's EfficientFormer attention
+    biases) must fill its cache outside the compiled graph: under ``'reduce-overhead'``
+    the graphs' outputs are overwritten at each replay."""
+    from tinyvim_mm.benchmark.treatments import inference_step
+
+    class Caching(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = []  # whether each call was traced by torch.compile
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.calls.append(torch.compiler.is_compiling())
+            return x * 2
+
+    model, x = Caching(), torch.ones(2)
+    step = inference_step(model, x, Treatment(compile=True, compile_backend='eager'),
+                          torch.device('cpu'))
+    assert model.calls == [False]  # the eager call, before any compiled one
+    assert torch.equal(step(), x * 2)
+    assert model.calls == [False, True]
+    plain = Caching()
+    inference_step(plain, x, Treatment(), torch.device('cpu'))
+    assert plain.calls == []  # eager treatments: nothing runs before the step

@@ -55,31 +55,42 @@ def test_triton_mixer_matches_the_portable_path():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
-@pytest.mark.parametrize('dtype, tol', [(torch.float32, 5e-3), (torch.float16, 5e-2)])
-def test_triton_mixer_on_gpu(dtype, tol, no_tf32):
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16, torch.bfloat16])
+def test_triton_mixer_on_gpu(dtype, no_tf32):
     """Same on the GPU at a detection-sized map (the scan at 25x42), with autocast for
-    half precision. The output agrees to 1e-5; the gradients of this randomly initialised
-    mixer are ill-conditioned (its LayerNorm backward amplifies float32 rounding): the
-    per-step 'ref' and the 'torch' backend, each within 5e-7 of a float64 scan at the op
-    level, differ here by 1.2e-3 (x) and 1.6e-3 (A_logs) on the CPU, hence 5e-3; fp16
-    projections (rounded in a different order: folded in the Triton path) 10x that. The
-    op-level tests hold the 1e-4 bound. The loss is a sum, so that no fp16 gradient is
-    subnormal."""
+    half precision. The loss is ``<y, w>`` for a fixed random ``w`` (a sum of squares
+    would have no gradient through the mixer's LayerNorm, only rounding noise). Float32:
+    the output and gradients agree with the 'torch' backend to 1e-5 and 1e-3. Under
+    autocast the two paths round their projections differently (folded in the Triton
+    path), so each is compared with the float32 result: the Triton path's error may be
+    at most 1.5x the 'torch' backend's, plus 1e-3."""
     import copy
     from tinyvim_mm.models.layers import LaplaceMixer
+    torch.manual_seed(0)
     ref = LaplaceMixer(96, 0.5, 2, scan_backend='torch').cuda().train()
     tri = copy.deepcopy(ref)
     tri.scan.backend = 'triton'
     x = torch.randn(2, 96, 50, 84, device='cuda')
-    outs = []
-    for model in (ref, tri):
+    w = torch.randn(2, 96, 50, 84, device='cuda')
+
+    def run(model, autocast):
         xi = x.clone().requires_grad_()
-        with torch.autocast('cuda', dtype=dtype, enabled=dtype != torch.float32):
+        model.zero_grad()
+        with torch.autocast('cuda', dtype=dtype, enabled=autocast):
             y = model(xi)
-        y.float().square().sum().backward()
-        outs.append((y.float(), xi.grad, model.A_logs.grad, model.x_proj_weight.grad))
-    y_tol = 1e-5 if dtype == torch.float32 else 1e-2
-    for name, a, b, bound in zip(('y', 'x grad', 'A_logs grad', 'x_proj grad'), outs[1],
-                                 outs[0], (y_tol, tol, tol, tol)):
-        err = float((a - b).norm() / b.norm())
-        assert err < bound, (name, err)
+        (y.float() * w).sum().backward()
+        return dict(y=y.float(), x_grad=xi.grad, A_logs_grad=model.A_logs.grad.clone(),
+                    x_proj_grad=model.x_proj_weight.grad.clone())
+
+    def rel(a, b):
+        return float((a - b).norm() / b.norm())
+
+    exact = run(ref, autocast=False)
+    if dtype == torch.float32:
+        for name, value in run(tri, autocast=False).items():
+            assert rel(value, exact[name]) < (1e-5 if name == 'y' else 1e-3), name
+        return
+    half_ref, half_tri = run(ref, autocast=True), run(tri, autocast=True)
+    for name, value in half_tri.items():
+        err, err_ref = rel(value, exact[name]), rel(half_ref[name], exact[name])
+        assert err < 1.5 * err_ref + 1e-3, (name, err, err_ref)

@@ -127,10 +127,16 @@ def cuda_graph(step: Callable[[], Any]) -> Callable[[], Any]:
 def inference_step(model: nn.Module, x: torch.Tensor, treatment: Treatment,
                    device: torch.device) -> Callable[[], Any]:
     """``model(x)`` without gradients under the treatment; call it once before timing
-    (first call: compilation, cuDNN autotuning). Eager CUDA graphs are captured at
-    :func:`graph_step`."""
-    fn = compiled(model, treatment)
+    (first call: compilation, cuDNN autotuning; a compiled model has run once eagerly
+    already). Eager CUDA graphs are captured at :func:`graph_step`."""
     cache = not treatment.cuda_graphs  # autocast's weight cache would be baked in
+    if treatment.compile:
+        # one eager call first: tensors a model caches at its first call (timm's
+        # EfficientFormer attention biases) then live outside the compiled CUDA graphs,
+        # which would overwrite them on the next replay
+        with torch.no_grad(), treatment.autocast(device, cache):
+            model(x)
+    fn = compiled(model, treatment)
 
     def step() -> Any:
         with torch.no_grad(), treatment.autocast(device, cache):
