@@ -11,12 +11,16 @@ Errors are ``||out - ref|| / ||ref||`` per output and per gradient.
 - On a CUDA device: model-sized shapes in float32, float16 and bfloat16, outputs
   poisoned beforehand, and the op inside ``torch.compile(fullgraph=True)``.
 
-Tolerances: float32 forward 1e-5 and gradients 1e-4. With float16 / bfloat16 ``x``,
-``delta``, ``B``, ``C`` the references take the same rounded inputs in float64: the
-kernels compute in float32 and ``y`` is float32, so the forward keeps 1e-5; the
-gradients of those four come back rounded to their dtype (round to nearest: at most
-half an ulp, 2**-11 resp. 2**-8 of each element), so they get that much on top of 1e-4;
-``A``, ``D``, ``delta_bias`` are float32 and keep 1e-4.
+The op takes ``delta``, ``B``, ``C`` packed in one per-pixel projection ``proj``
+(``split_projection``) and returns its gradient whole; the references take the same
+views of a float64 ``proj``.
+
+Tolerances: float32 forward 1e-5 and gradients 1e-4. With float16 / bfloat16 ``x`` and
+``proj`` the references take the same rounded inputs in float64: the kernels compute in
+float32 and ``y`` is float32, so the forward keeps 1e-5; the gradients of those two
+come back rounded to their dtype (round to nearest: at most half an ulp, 2**-11 resp.
+2**-8 of each element), so they get that much on top of 1e-4; ``A``, ``D``,
+``delta_bias`` are float32 and keep 1e-4.
 """
 import json
 import os
@@ -29,7 +33,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[2]
-NAMES = ('x', 'delta', 'A', 'B', 'C', 'D', 'delta_bias')
+NAMES = ('x', 'proj', 'A', 'D', 'delta_bias')
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
 
 
@@ -41,17 +45,17 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def grad_tol(dtype: torch.dtype) -> float:
-    """Gradient tolerance for ``x``, ``delta``, ``B``, ``C`` of ``dtype`` (module docstring)."""
+    """Gradient tolerance for ``x`` and ``proj`` of ``dtype`` (module docstring)."""
     return 1e-4 + {torch.float32: 0.0, torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}[dtype]
 
 
 def make_inputs(b: int, d: int, height: int, width: int, n_state: int = 8,
                 dtype: torch.dtype = torch.float32, layout: str = 'model',
                 device: str = 'cpu', seed: int = 0) -> List[torch.Tensor]:
-    """``x, delta, A, B, C, D, delta_bias`` for :func:`cross_selective_scan_train`.
-    ``layout='model'``: ``x`` channels-last and ``delta``, ``B``, ``C`` permuted views of
-    one ``(b, H, W, 4(d + 2N))`` projection, as the mixer makes them; ``'contiguous'``:
-    plain contiguous tensors."""
+    """``x, proj, A, D, delta_bias`` for :func:`cross_selective_scan_train`.
+    ``layout='model'``: ``x`` channels-last and ``proj`` a contiguous
+    ``(b, H, W, 4(d + 2N))`` tensor, as the mixer makes them; ``'channels-first'``:
+    ``x`` contiguous and ``proj`` a permuted view of a ``(b, 4(d + 2N), H, W)`` tensor."""
     gen = torch.Generator().manual_seed(seed)
     k = 4
 
@@ -60,36 +64,29 @@ def make_inputs(b: int, d: int, height: int, width: int, n_state: int = 8,
 
     A = -torch.exp(torch.log(torch.arange(1, n_state + 1.0)) + 0.1 * randn(k * d, n_state))
     D, bias = randn(k * d), 0.5 * randn(k * d)
-    params = [t.to(device) for t in (A, D, bias)]
+    width_proj = k * (d + 2 * n_state)
     if layout == 'model':
-        x = randn(b, height, width, d).to(device, dtype).permute(0, 3, 1, 2)
-        proj = randn(b, height, width, k * (d + 2 * n_state))
-        proj[..., :k * d] *= 0.5
-        proj = proj.to(device, dtype)
-
-        def view(start: int, size: int) -> torch.Tensor:
-            return proj[..., start:start + k * size].view(b, height, width, k, size).permute(
-                0, 3, 4, 1, 2)
-
-        delta, Bm, Cm = view(0, d), view(k * d, n_state), view(k * (d + n_state), n_state)
+        x = randn(b, height, width, d).permute(0, 3, 1, 2)
+        proj = randn(b, height, width, width_proj)
     else:
-        x, delta = randn(b, d, height, width), 0.5 * randn(b, k, d, height, width)
-        Bm, Cm = randn(b, k, n_state, height, width), randn(b, k, n_state, height, width)
-        x, delta, Bm, Cm = (t.to(device, dtype) for t in (x, delta, Bm, Cm))
-    return [x, delta, params[0], Bm, Cm, params[1], params[2]]
+        x = randn(b, d, height, width)
+        proj = randn(b, width_proj, height, width).permute(0, 2, 3, 1)
+    proj[..., :k * d] *= 0.5
+    return [x.to(device, dtype), proj.to(device, dtype), *(t.to(device) for t in (A, D, bias))]
 
 
 def reference(inputs: List[torch.Tensor], softplus: bool = True, backend: str = 'ref',
               grad_y: Optional[torch.Tensor] = None):
     """The model's cross scan on ``inputs`` (float64 for ``'ref'``, float32 for
-    ``'torch'``): ``y`` and, with ``grad_y``, the gradients of all 7 inputs."""
+    ``'torch'``): ``y`` and, with ``grad_y``, the gradients of all 5 inputs."""
     from tinyvim_mm.models.layers import cross_merge, cross_scan
-    from tinyvim_mm.ops import selective_scan_ref, selective_scan_torch
+    from tinyvim_mm.ops import selective_scan_ref, selective_scan_torch, split_projection
     dtype = torch.float64 if backend == 'ref' else torch.float32
     leaves = [t.detach().to(dtype).requires_grad_(grad_y is not None) for t in inputs]
-    x, delta, A, Bm, Cm, D, bias = leaves
+    x, proj, A, D, bias = leaves
     b, d, height, width = x.shape
     length = height * width
+    delta, Bm, Cm = split_projection(proj, d, A.shape[1])
 
     def seq(t: torch.Tensor) -> torch.Tensor:  # (b, 4, c, H, W) -> (b, 4, c, L), scan order
         return torch.stack([cross_scan(t[:, k])[:, k] for k in range(4)], 1)
@@ -139,7 +136,7 @@ def interpreter_results() -> Dict[str, Dict[str, float]]:
     cross_triton.FWD_TILE = cross_triton.BWD_TILE = 32
     cross_triton.CARRY_CHUNKS = 4
     try:
-        out['fp32 2 channel blocks'] = errors(make_inputs(1, 3, 3, 5, layout='contiguous'),
+        out['fp32 2 channel blocks'] = errors(make_inputs(1, 3, 3, 5, layout='channels-first'),
                                               chunk=2)
         out['deterministic'] = _deterministic_errors(make_inputs(1, 3, 3, 5), chunk=2)
     finally:
@@ -158,7 +155,7 @@ def interpreter_results() -> Dict[str, Dict[str, float]]:
 
 
 def _outputs(inputs: List[torch.Tensor], chunk: Optional[int] = None) -> List[torch.Tensor]:
-    """The op's ``y`` and the gradients of all 7 inputs for a fixed ``dy``."""
+    """The op's ``y`` and the gradients of all 5 inputs for a fixed ``dy``."""
     from tinyvim_mm.ops.scan.cross_triton import cross_selective_scan_train
     leaves = [t.detach().requires_grad_() for t in inputs]
     y = cross_selective_scan_train(*leaves, chunk_size=chunk)
@@ -236,17 +233,18 @@ def interpreted() -> Dict[str, Dict[str, float]]:
 def _check(errs: Dict[str, float], dtype: torch.dtype = torch.float32) -> None:
     for key, err in errs.items():
         name = key.split()[1]
-        tol = grad_tol(dtype) if name in ('x', 'delta', 'B', 'C') else 1e-4
+        tol = grad_tol(dtype) if name in ('x', 'proj') else 1e-4
         if name == 'y':
             tol = 1e-5
         assert err <= tol, (key, err, tol)  # NaN fails too
 
 
 def test_interpreted_fp32(interpreted):
-    """Forward and all 7 gradients against both references, several chunks, the model's
-    strided inputs, and several channel blocks."""
+    """Forward and all 5 gradients against both references, several chunks, the model's
+    strided ``x``, a ``proj`` whose channels are not contiguous, and several channel
+    blocks."""
     for case in ('fp32 model layout, 4 chunks', 'fp32 2 channel blocks'):
-        assert len(interpreted[case]) == 16, case
+        assert len(interpreted[case]) == 12, case
         _check(interpreted[case])
 
 
@@ -268,7 +266,7 @@ def test_interpreted_deterministic(interpreted):
     """Deterministic mode (per-direction ``y`` / ``dx``, per-channel-block ``dB`` / ``dC``,
     2 blocks here) computes what the atomic form does, up to the order of float32 sums."""
     errs = interpreted['deterministic']
-    assert len(errs) == 8 and max(errs.values()) <= 1e-6, errs
+    assert len(errs) == 6 and max(errs.values()) <= 1e-6, errs
 
 
 def test_interpreted_opcheck_and_compile(interpreted):
@@ -284,11 +282,24 @@ def test_default_chunk_size():
 
 def test_rejects_bad_shapes():
     from tinyvim_mm.ops.scan.cross_triton import cross_selective_scan_train
-    x, delta, A, Bm, Cm, D, bias = make_inputs(1, 2, 2, 3, n_state=2, layout='contiguous')
-    with pytest.raises(ValueError, match='delta must have shape'):
-        cross_selective_scan_train(x, delta[:, :3], A, Bm, Cm, D, bias)
+    x, proj, A, D, bias = make_inputs(1, 2, 2, 3, n_state=2)
+    with pytest.raises(ValueError, match=r'proj must have shape \(1, 2, 3, 24\)'):
+        cross_selective_scan_train(x, proj[..., :-1], A, D, bias)
+    with pytest.raises(ValueError, match='A must be'):
+        cross_selective_scan_train(x, proj, A.flatten(), D, bias)
     with pytest.raises(ValueError, match='power of 2'):
-        cross_selective_scan_train(x, delta, A, Bm, Cm, D, bias, chunk_size=3)
+        cross_selective_scan_train(x, proj, A, D, bias, chunk_size=3)
+
+
+def test_split_projection_layout():
+    """``delta``, ``B``, ``C`` of each direction are consecutive blocks of the last dim."""
+    from tinyvim_mm.ops import split_projection
+    proj = torch.arange(2 * 3 * 5 * 4 * 7, dtype=torch.float32).view(2, 3, 5, 28)  # d=3, N=2
+    delta, Bm, Cm = split_projection(proj, 3, 2)
+    assert delta.shape == (2, 4, 3, 3, 5) and Bm.shape == Cm.shape == (2, 4, 2, 3, 5)
+    assert torch.equal(delta[1, 2, 0, 1, 4], proj[1, 1, 4, 2 * 3 + 0])
+    assert torch.equal(Bm[0, 3, 1, 2, 0], proj[0, 2, 0, 12 + 3 * 2 + 1])
+    assert torch.equal(Cm[0, 1, 0, 0, 3], proj[0, 0, 3, 20 + 1 * 2 + 0])
 
 
 def test_benchmark_refuses_cpu(monkeypatch):

@@ -7,12 +7,14 @@ from .ffn import fused_ffn, fused_ffn_transposed, fused_ffn_unsupported
 from .scan import (BACKENDS, SelectiveScanCuda, available_backends, check_backend,
                    cross_selective_scan, cross_selective_scan_train, default_chunk_size,
                    fused_cross_scan_block, resolve_backend, scan_chunked_export, selective_scan,
-                   selective_scan_flops, selective_scan_ref, selective_scan_torch, softplus_export)
+                   selective_scan_flops, selective_scan_ref, selective_scan_torch, softplus_export,
+                   split_projection)
 
 __all__ = [
     'BACKENDS', 'SelectiveScanCuda', 'available_backends', 'check_backend',
     'cross_selective_scan', 'cross_selective_scan_train', 'default_chunk_size',
     'fused_cross_scan_block', 'fused_ffn', 'fused_ffn_transposed', 'fused_ffn_unsupported',
     'kernel_unsupported', 'resolve_backend', 'scan_chunked_export', 'selective_scan',
-    'selective_scan_flops', 'selective_scan_ref', 'selective_scan_torch', 'softplus_export'
+    'selective_scan_flops', 'selective_scan_ref', 'selective_scan_torch', 'softplus_export',
+    'split_projection'
 ]

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from tinyvim_mm.ops import (check_backend, cross_selective_scan, cross_selective_scan_train,
                             fused_cross_scan_block, resolve_backend, scan_chunked_export,
-                            selective_scan, softplus_export)
+                            selective_scan, softplus_export, split_projection)
 
 from .conv_bn import ConvBN
 from .rep_dw import AxialRepDW, RepDW
@@ -192,12 +192,13 @@ class LaplaceMixer(nn.Module):
         return y.permute(0, 3, 1, 2)
 
     def _scan_args(self, x: torch.Tensor) -> tuple:
-        """``(delta, A, B, C, D, delta_bias)`` of the fused cross scan of ``x``.
+        """``(proj, A, D, delta_bias)`` of the fused cross scan of ``x``.
 
         ``x_proj`` and ``dt_proj`` are per pixel, so they run in the pixels' natural
-        order, folded into one ``(4d + 8N) x d`` matrix; ``delta``, ``B``, ``C`` are
-        ``(B, K, ., h, w)`` views of its output, read by the kernels at the pixels each
-        direction visits (no cross-scanned copies)."""
+        order, folded into one ``(4d + 8N) x d`` matrix; its output ``proj``
+        ``(B, h, w, 4d + 8N)`` holds ``delta``, ``B``, ``C`` of the 4 directions
+        (:func:`~tinyvim_mm.ops.split_projection`), read by the kernels at the pixels
+        each direction visits (no cross-scanned copies)."""
         b, d, h, w = x.shape
         k, n, r = NUM_DIRECTIONS, self.d_state, self.dt_rank
         with torch.autocast(x.device.type, enabled=False):
@@ -207,12 +208,7 @@ class LaplaceMixer(nn.Module):
                                 x_proj[:, r + n:].reshape(k * n, d)])
         pixels = x.permute(0, 2, 3, 1)  # (B, h, w, d): contiguous for channels-last x
         proj = F.linear(pixels, weight.to(pixels.dtype))  # (B, h, w, K*d + 2*K*N)
-
-        def per_direction(start: int, width: int) -> torch.Tensor:  # (B, K, width, h, w)
-            return proj[..., start:start + k * width].view(b, h, w, k, width).permute(0, 3, 4, 1, 2)
-
-        return (per_direction(0, d), -torch.exp(self.A_logs.float()), per_direction(k * d, n),
-                per_direction(k * (d + n), n), self.Ds.float(),
+        return (proj, -torch.exp(self.A_logs.float()), self.Ds.float(),
                 self.dt_projs_bias.float().flatten())
 
     def _ssm_export(self, x: torch.Tensor) -> torch.Tensor:
@@ -236,8 +232,11 @@ class LaplaceMixer(nn.Module):
 
     def _ssm_fused(self, x: torch.Tensor, block_d: int) -> torch.Tensor:
         """:meth:`ssm` by one Triton kernel that also applies the LayerNorm (inference)."""
-        return cross_selective_scan(x, *self._scan_args(x), self.out_norm.weight.float(),
-                                    self.out_norm.bias.float(), self.out_norm.eps, block_d)
+        proj, A, D, delta_bias = self._scan_args(x)
+        delta, B, C = split_projection(proj, x.shape[1], self.d_state)
+        return cross_selective_scan(x, delta, A, B, C, D, delta_bias,
+                                    self.out_norm.weight.float(), self.out_norm.bias.float(),
+                                    self.out_norm.eps, block_d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act(self.conv2d(self.in_proj(x)))

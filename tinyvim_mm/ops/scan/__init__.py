@@ -25,7 +25,7 @@ from torch import Tensor
 from ..device import SCAN_MIN_CAPABILITY, device_key, kernel_unsupported, log_once, triton_unsupported
 from .chunked import (default_chunk_size, scan_chunked_export, selective_scan_torch,
                       softplus_export)
-from .cross_triton import cross_selective_scan_train
+from .cross_triton import cross_selective_scan_train, split_projection
 from .cuda import SelectiveScanCuda, extension_available, require_extension, selective_scan_cuda
 from .reference import check_inputs, selective_scan_flops, selective_scan_ref
 from .triton_fwd import cross_scan_block, cross_selective_scan, selective_scan_triton
@@ -36,7 +36,8 @@ __all__ = [
     'BACKENDS', 'SelectiveScanCuda', 'available_backends', 'check_backend', 'cross_scan_block',
     'cross_selective_scan', 'cross_selective_scan_train', 'default_chunk_size',
     'fused_cross_scan_block', 'resolve_backend', 'scan_chunked_export', 'selective_scan',
-    'selective_scan_flops', 'selective_scan_ref', 'selective_scan_torch', 'softplus_export'
+    'selective_scan_flops', 'selective_scan_ref', 'selective_scan_torch', 'softplus_export',
+    'split_projection'
 ]
 
 

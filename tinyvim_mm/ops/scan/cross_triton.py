@@ -5,7 +5,10 @@
 column-major and both reversed; summed back on the grid; no LayerNorm) and its
 gradients, without mamba-ssm's compiled extension and without cross-scanned copies
 of the inputs: every kernel reads ``x``, ``delta``, ``B``, ``C`` (and ``dy``) at
-the pixels of the steps it scans, through their strides.
+the pixels of the steps it scans, through their strides. ``delta``, ``B`` and ``C``
+come as the mixer makes them, one per-pixel projection ``(b, H, W, 4(d + 2N))``
+(:func:`split_projection`), whose gradient the backward kernels write in place: no
+per-view gradients for autograd to scatter back into it.
 
 Algorithm (chunked scan; ``L = H*W`` cut into chunks of ``T`` steps). Per direction
 ``k``, channel ``c``, state ``n`` and step ``t`` (``dt = softplus(delta + bias)``,
@@ -30,10 +33,12 @@ initialises ``dx``, ``dB``, ``dC``), the same carry kernel run right to left, an
 ``bwd_scan_kernel``, which recomputes the chunk's states (forward scan from the
 saved entering state) and adjoints (reverse scan from the carried one) and forms
 every gradient. ``dA``, ``dD`` and ``delta_bias``'s gradient leave it as
-per-(batch, chunk) partial sums that ``torch.sum`` reduces (deterministic, and no
-contention between the ``b * L / T`` programs sharing a channel).
+per-(batch, chunk) partial sums that two ``torch.sum`` passes reduce (rows in about
+``sqrt(rows)`` groups, then the groups: a single pass over ``b * L / T`` rows runs
+them one after another; deterministic, and no contention between the programs
+sharing a channel).
 
-Memory: the forward saves its inputs (as given, views included) and the states
+Memory: the forward saves its inputs (float32, see "Precision") and the states
 entering the chunks, ``(4b, L/T, d, N)`` float32, where a scan keeping every state
 (like the torch backend) holds ``(b, 4, d, N, L)``: ``T`` times less (6.4 MiB
 instead of 103 MiB at b=2, d=96, L=4200, N=8 with the default T=16), and no
@@ -51,9 +56,10 @@ Under ``torch.use_deterministic_algorithms(True)`` (MMEngine's
 add, and the parts are summed afterwards by ``torch.sum``: the same bits on every run,
 for up to ``4x`` the memory of those outputs and one more pass over them.
 
-Precision: the kernels compute in float32; half-precision ``x``, ``delta``, ``B``, ``C``
-(autocast) are widened to float32 copies before them. Measured on an H200
-(``python -m tinyvim_mm.ops.scan.cross_triton_bench`` shapes, forward + backward kernel
+Precision: the kernels compute in float32; half-precision ``x`` and ``proj``
+(autocast) are widened to float32 copies before them. Measured on an H200 (this op's
+previous form, which took ``delta``, ``B``, ``C`` as three views; the
+``python -m tinyvim_mm.ops.scan.cross_triton_bench`` shapes, forward + backward kernel
 time): the kernels reading 16-bit inputs took 1.3-1.5x their float32 time (the
 ``delta`` / ``B`` / ``C`` gathers, in either layout), more than the casts cost: with
 them, 12-38 % less GPU time per call in bf16 and fp16 (e.g. 0.665 -> 0.527 ms at
@@ -61,6 +67,7 @@ b=2, d=96, 60x70; 1.086 -> 0.749 ms at b=256, d=96, 7x7), for 1.3-1.7x the call'
 peak memory (its saved inputs are the float32 copies: 71 instead of 50 MiB at 60x70).
 """
 import contextlib
+import math
 from typing import Optional, Tuple
 
 import torch
@@ -80,7 +87,7 @@ BWD_TILE = 2048
 CARRY_CHUNKS = 64
 CARRY_TILE = 2048
 
-__all__ = ['cross_selective_scan_train', 'default_chunk_size']
+__all__ = ['cross_selective_scan_train', 'default_chunk_size', 'split_projection']
 
 
 def _next_pow2(x: int) -> int:
@@ -151,15 +158,33 @@ def _carry(end: Tensor, dtsum: Tensor, A: Tensor, out: Tensor, d: int, n_state: 
         num_warps=_num_warps(block_c * block_d * block_n))
 
 
+def split_projection(proj: Tensor, d: int, n_state: int) -> Tuple[Tensor, Tensor, Tensor]:
+    """``delta`` ``(b, 4, d, H, W)``, ``B`` and ``C`` ``(b, 4, N, H, W)``: views of the
+    mixer's per-pixel projection ``proj`` ``(b, H, W, 4(d + 2N))``, laid out as
+    ``[delta (4, d) | B (4, N) | C (4, N)]`` along its last dimension."""
+    k = NUM_DIRECTIONS
+
+    def part(start: int, width: int) -> Tensor:
+        return proj[..., start:start + k * width].unflatten(-1, (k, width)).permute(0, 3, 4, 1, 2)
+    return part(0, d), part(k * d, n_state), part(k * (d + n_state), n_state)
+
+
+def _param_rows(rows: int) -> Tuple[int, int]:
+    """``(groups, per_group)`` of the per-chunk partial sums' ``rows``: about
+    ``sqrt(rows)`` each, so that both reduction passes have many outputs and few steps."""
+    groups = max(1, math.isqrt(rows))
+    return groups, -(-rows // groups)
+
+
 @torch.library.custom_op('tinyvim::cross_scan_train_fwd', mutates_args=())
-def _cross_scan_fwd(x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor,
-                    delta_bias: Tensor, delta_softplus: bool, chunk: int
-                    ) -> Tuple[Tensor, Tensor]:
+def _cross_scan_fwd(x: Tensor, proj: Tensor, A: Tensor, D: Tensor, delta_bias: Tensor,
+                    delta_softplus: bool, chunk: int) -> Tuple[Tensor, Tensor]:
     """Forward op: ``y`` (float32 ``(b, d, H, W)``) and the states entering each chunk
     (float32 ``(4b, chunks, d, N)``; empty for a single chunk), kept for the backward."""
     from .cross_triton_kernels import fwd_chunk_kernel, fwd_scan_kernel
     b, d, height, width = x.shape
     length, n_state = height * width, A.shape[1]
+    delta, B, C = split_projection(proj, d, n_state)
     n_chunks = -(-length // chunk)
     block_n = _next_pow2(n_state)
     A, D, delta_bias = A.contiguous(), D.contiguous(), delta_bias.contiguous()
@@ -189,7 +214,7 @@ def _cross_scan_fwd(x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D
 
 
 @_cross_scan_fwd.register_fake
-def _(x, delta, A, B, C, D, delta_bias, delta_softplus, chunk):
+def _(x, proj, A, D, delta_bias, delta_softplus, chunk):
     b, d, height, width = x.shape
     n_chunks = -(-(height * width) // chunk)
     y = x.new_empty((b, d, height, width), dtype=torch.float32)
@@ -198,14 +223,17 @@ def _(x, delta, A, B, C, D, delta_bias, delta_softplus, chunk):
 
 
 @torch.library.custom_op('tinyvim::cross_scan_train_bwd', mutates_args=())
-def _cross_scan_bwd(x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor,
-                    delta_bias: Tensor, states: Tensor, grad_y: Tensor, delta_softplus: bool,
-                    chunk: int) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Backward op: the gradients of ``x, delta, A, B, C, D, delta_bias``, each
-    contiguous, in its input's shape and dtype."""
+def _cross_scan_bwd(x: Tensor, proj: Tensor, A: Tensor, D: Tensor, delta_bias: Tensor,
+                    states: Tensor, grad_y: Tensor, delta_softplus: bool,
+                    chunk: int) -> Tuple[Tensor, Tensor, Tensor]:
+    """Backward op: the gradients of ``x`` and ``proj`` (contiguous, in their inputs'
+    shapes and dtypes) and, float32 ``(4d * (N + 2),)``, those of ``A`` (``(4d, N)``
+    flattened), ``D`` and ``delta_bias`` one after another (split by the caller: a
+    custom op's outputs must not alias one another)."""
     from .cross_triton_kernels import bwd_chunk_kernel, bwd_scan_kernel
     b, d, height, width = x.shape
     length, n_state = height * width, A.shape[1]
+    delta, B, C = split_projection(proj, d, n_state)
     n_chunks = -(-length // chunk)
     block_n = _next_pow2(n_state)
     A32, D, delta_bias = A.contiguous(), D.contiguous(), delta_bias.contiguous()
@@ -218,41 +246,48 @@ def _cross_scan_bwd(x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D
     dx_parts = NUM_DIRECTIONS if deterministic else 1
     dbc_parts = -(-d // block_d) if deterministic else 1
     dx = _accumulator(dx_parts, (b, d, height, width), x.device)
-    ddelta = torch.empty(delta.shape, device=x.device, dtype=delta.dtype)
-    dB = _accumulator(dbc_parts, B.shape, x.device)
-    dC = _accumulator(dbc_parts, C.shape, x.device)
+    # every element is written: ddelta stored, dB / dC zeroed then added to
+    dproj = torch.empty(proj.shape, **f32)
+    ddelta, dB, dC = split_projection(dproj, d, n_state)
+    if dbc_parts > 1:
+        dB, dC = (_accumulator(dbc_parts, B.shape, x.device) for _ in range(2))
     channels = NUM_DIRECTIONS * d
-    dparam = torch.empty((b * n_chunks, channels * (n_state + 2)), **f32)
+    rows = b * n_chunks
+    groups, per_group = _param_rows(rows)
+    dparam = torch.empty((groups * per_group, channels * (n_state + 2)), **f32)
+    dparam[rows:].zero_()
     end = torch.empty_like(states)
     dtsum = torch.empty(states.shape[:3] if carried else (0, ), **f32)
     dcarry = torch.empty_like(states)
     grid = (n_chunks, -(-d // block_d), b * NUM_DIRECTIONS)
     meta = dict(N=n_state, BLOCK_N=block_n, BLOCK_T=chunk, BLOCK_D=block_d,
                 SOFTPLUS=delta_softplus, num_warps=_num_warps(chunk * block_d * block_n))
+    out_strides = _strides(dB[0] if dbc_parts > 1 else dB)  # dC's are the same
     with _device_guard(x):
         bwd_chunk_kernel[grid](grad_y, delta, C, A32, D, delta_bias, dx, dB, dC, end, dtsum, d,
                                length, height, width, n_chunks, *_strides(grad_y),
-                               *_strides(delta), *_strides(C), STATES=carried, **meta)
+                               *_strides(delta), *_strides(C), *out_strides, STATES=carried,
+                               **meta)
         if carried:
             _carry(end, dtsum, A32, dcarry, d, n_state, block_n, reverse=True)
         bwd_scan_kernel[grid](x, delta, B, C, A32, delta_bias, grad_y, states, dcarry, dx, ddelta,
                               dB, dC, dparam, d, length, height, width, n_chunks,
                               _part_stride(dx, dx_parts), _part_stride(dB, dbc_parts),
                               *_strides(x), *_strides(delta), *_strides(B), *_strides(C),
-                              *_strides(grad_y), CARRY=carried, **meta)
-    dx, dB, dC = _summed(dx, dx_parts), _summed(dB, dbc_parts), _summed(dC, dbc_parts)
-    # one reduction each: outputs of a custom op must not alias one another
-    dA, dD, dbias = (dparam[:, start:stop].sum(0) for start, stop in (
-        (0, channels * n_state), (channels * n_state, channels * (n_state + 1)),
-        (channels * (n_state + 1), channels * (n_state + 2))))
-    dA = dA.view(channels, n_state)
-    return (dx.to(x.dtype), ddelta, dA.to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
-            dD.to(D.dtype), dbias.to(delta_bias.dtype))
+                              *_strides(grad_y), *_strides(ddelta), *out_strides,
+                              CARRY=carried, **meta)
+    if dbc_parts > 1:
+        _, dB_out, dC_out = split_projection(dproj, d, n_state)
+        dB_out.copy_(dB.sum(0))
+        dC_out.copy_(dC.sum(0))
+    dparams = dparam.view(groups, per_group, -1).sum(1).sum(0)
+    return _summed(dx, dx_parts).to(x.dtype), dproj.to(proj.dtype), dparams
 
 
 @_cross_scan_bwd.register_fake
-def _(x, delta, A, B, C, D, delta_bias, states, grad_y, delta_softplus, chunk):
-    return tuple(t.new_empty(t.shape) for t in (x, delta, A, B, C, D, delta_bias))
+def _(x, proj, A, D, delta_bias, states, grad_y, delta_softplus, chunk):
+    return (x.new_empty(x.shape), proj.new_empty(proj.shape),
+            A.new_empty((A.shape[0] * (A.shape[1] + 2), ), dtype=torch.float32))
 
 
 def _setup_context(ctx, inputs, output) -> None:
@@ -262,34 +297,39 @@ def _setup_context(ctx, inputs, output) -> None:
 
 
 def _backward(ctx, grad_y: Tensor, grad_states: Optional[Tensor]):
-    grads = torch.ops.tinyvim.cross_scan_train_bwd(*ctx.saved_tensors, grad_y, ctx.delta_softplus,
-                                                   ctx.chunk)
-    return (*grads, None, None)
+    x, proj, A, D, delta_bias, states = ctx.saved_tensors
+    dx, dproj, dparams = torch.ops.tinyvim.cross_scan_train_bwd(
+        x, proj, A, D, delta_bias, states, grad_y, ctx.delta_softplus, ctx.chunk)
+    channels, n_state = A.shape
+    dA, dD, dbias = dparams.split([channels * n_state, channels, channels])
+    return (dx, dproj, dA.view(channels, n_state).to(A.dtype), dD.to(D.dtype),
+            dbias.to(delta_bias.dtype), None, None)
 
 
 _cross_scan_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
-def _check(x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor,
-           delta_bias: Tensor) -> None:
+def _check(x: Tensor, proj: Tensor, A: Tensor, D: Tensor, delta_bias: Tensor) -> None:
     if x.dim() != 4:
         raise ValueError(f'x must be (b, d, H, W), got shape {tuple(x.shape)}')
+    if A.dim() != 2:
+        raise ValueError(f'A must be (4d, N), got shape {tuple(A.shape)}')
     b, d, height, width = x.shape
+    n_state = A.shape[1]
     expected = {
-        'delta': (delta, (b, NUM_DIRECTIONS, d, height, width)),
-        'A': (A, (NUM_DIRECTIONS * d, A.shape[-1])),
-        'B': (B, (b, NUM_DIRECTIONS, A.shape[-1], height, width)),
-        'C': (C, (b, NUM_DIRECTIONS, A.shape[-1], height, width)),
+        'proj': (proj, (b, height, width, NUM_DIRECTIONS * (d + 2 * n_state))),
+        'A': (A, (NUM_DIRECTIONS * d, n_state)),
         'D': (D, (NUM_DIRECTIONS * d, )),
         'delta_bias': (delta_bias, (NUM_DIRECTIONS * d, )),
     }
     for name, (t, shape) in expected.items():
         if tuple(t.shape) != shape:
-            raise ValueError(f'{name} must have shape {shape}, got {tuple(t.shape)}')
+            raise ValueError(f'{name} must have shape {shape} for x of shape '
+                             f'{tuple(x.shape)} and N = {n_state}, got {tuple(t.shape)}')
 
 
-def cross_selective_scan_train(x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
-                               D: Tensor, delta_bias: Tensor, delta_softplus: bool = True,
+def cross_selective_scan_train(x: Tensor, proj: Tensor, A: Tensor, D: Tensor,
+                               delta_bias: Tensor, delta_softplus: bool = True,
                                chunk_size: Optional[int] = None) -> Tensor:
     """4-direction 2-D selective scan summed on the grid, differentiable (see the module
     docstring); one opaque op under ``torch.compile``. Runs on CUDA tensors (on CPU
@@ -298,10 +338,10 @@ def cross_selective_scan_train(x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C
     Args:
         x: ``(b, d, H, W)``, the scanned input ``u`` of every direction; any strides,
             float32, float16 or bfloat16 (half precision is widened, see above).
-        delta: ``(b, 4, d, H, W)``, direction ``k``'s ``delta`` at each pixel (pixel
-            order, any strides).
+        proj: ``(b, H, W, 4(d + 2N))``, each pixel's ``delta`` of the 4 directions, then
+            their ``B``, then their ``C`` (:func:`split_projection`); any strides and
+            dtype, like ``x``.
         A: ``(4d, N)``, negative; D, delta_bias: ``(4d,)``; float32.
-        B, C: ``(b, 4, N, H, W)``, per pixel, any strides.
         delta_softplus: ``dt = softplus(delta + delta_bias)``, else ``delta + delta_bias``.
         chunk_size: steps per chunk, a power of 2 (default :func:`default_chunk_size`).
 
@@ -309,10 +349,10 @@ def cross_selective_scan_train(x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C
         float32 ``(b, d, H, W)``, contiguous: the sum of the 4 directions' outputs,
         each mapped back to its pixels. Gradients come back in the inputs' dtypes.
     """
-    _check(x, delta, A, B, C, D, delta_bias)
+    _check(x, proj, A, D, delta_bias)
     b, d, height, width = x.shape
     chunk = chunk_size or default_chunk_size(height * width)
     if chunk & (chunk - 1):
         raise ValueError(f'chunk_size must be a power of 2, got {chunk}')
-    x, delta, B, C = (t.float() for t in (x, delta, B, C))  # see "Precision" above
-    return _cross_scan_fwd(x, delta, A, B, C, D, delta_bias, delta_softplus, chunk)[0]
+    x, proj = x.float(), proj.float()  # see "Precision" above
+    return _cross_scan_fwd(x, proj, A, D, delta_bias, delta_softplus, chunk)[0]

@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from .cross_triton import NUM_DIRECTIONS, cross_selective_scan_train
+from .cross_triton import NUM_DIRECTIONS, cross_selective_scan_train, split_projection
 
 Shape = Tuple[int, int, int, int]
 
@@ -45,9 +45,9 @@ def _cross_merge(ys: Tensor, height: int, width: int) -> Tensor:
 
 
 def _inputs(shape: Shape, dtype: torch.dtype, n_state: int, grad: bool) -> Dict[str, Tensor]:
-    """Random inputs in both layouts: per pixel as the Triton op takes them (``delta``,
-    ``B``, ``C`` as views of one channels-last projection, as the mixer's fused path
-    makes them) and in scan order as the model feeds the other backends."""
+    """Random inputs in both layouts: per pixel as the Triton op takes them (one
+    channels-last projection ``proj`` holding ``delta``, ``B``, ``C``, as the mixer's
+    fused path makes it) and in scan order as the model feeds the other backends."""
     b, d, height, width = shape
     length = height * width
     dev = dict(device='cuda')
@@ -55,28 +55,19 @@ def _inputs(shape: Shape, dtype: torch.dtype, n_state: int, grad: bool) -> Dict[
     proj = torch.randn(b, height, width, NUM_DIRECTIONS * (d + 2 * n_state), dtype=dtype, **dev)
     proj[..., :NUM_DIRECTIONS * d] *= 0.5
 
-    def per_pixel(start: int, width_: int) -> Tensor:  # (b, 4, width_, H, W) view
-        k = NUM_DIRECTIONS
-        return proj[..., start:start + k * width_].view(b, height, width, k, width_).permute(
-            0, 3, 4, 1, 2)
-
     A = -torch.exp(torch.log(torch.arange(1, n_state + 1, **dev, dtype=torch.float32))
                    + 0.1 * torch.randn(NUM_DIRECTIONS * d, n_state, **dev))
-    t = dict(x=x, delta=per_pixel(0, d), B=per_pixel(NUM_DIRECTIONS * d, n_state),
-             C=per_pixel(NUM_DIRECTIONS * (d + n_state), n_state), A=A,
-             D=torch.randn(NUM_DIRECTIONS * d, **dev),
+    delta, B, C = split_projection(proj, d, n_state)
+    t = dict(x=x, proj=proj, A=A, D=torch.randn(NUM_DIRECTIONS * d, **dev),
              bias=0.5 * torch.randn(NUM_DIRECTIONS * d, **dev))
     # scan order (b, 4d, L) / (b, 4, N, L), contiguous as the model's einsums produce them
-    scan = {name: torch.stack([_cross_scan(t[name][:, k])[:, k] for k in range(NUM_DIRECTIONS)], 1)
-            for name in ('delta', 'B', 'C')}
-    t['delta_seq'] = scan['delta'].reshape(b, NUM_DIRECTIONS * d, length).contiguous()
-    t['B_seq'], t['C_seq'] = scan['B'].contiguous(), scan['C'].contiguous()
+    scan = [torch.stack([_cross_scan(v[:, k])[:, k] for k in range(NUM_DIRECTIONS)], 1)
+            for v in (delta, B, C)]
+    t['delta_seq'] = scan[0].reshape(b, NUM_DIRECTIONS * d, length).contiguous()
+    t['B_seq'], t['C_seq'] = scan[1].contiguous(), scan[2].contiguous()
     if grad:
-        for name in ('x', 'A', 'D', 'bias', 'delta_seq', 'B_seq', 'C_seq'):
+        for name in ('x', 'proj', 'A', 'D', 'bias', 'delta_seq', 'B_seq', 'C_seq'):
             t[name].requires_grad_()
-        proj.requires_grad_()  # the per-pixel views receive their gradients through it
-        t.update(delta=per_pixel(0, d), B=per_pixel(NUM_DIRECTIONS * d, n_state),
-                 C=per_pixel(NUM_DIRECTIONS * (d + n_state), n_state))
     return t
 
 
@@ -91,8 +82,7 @@ def _model_path(backend: str, t: Dict[str, Tensor]) -> Tensor:
 
 
 def _triton_path(t: Dict[str, Tensor]) -> Tensor:
-    return cross_selective_scan_train(t['x'], t['delta'], t['A'], t['B'], t['C'], t['D'],
-                                      t['bias'])
+    return cross_selective_scan_train(t['x'], t['proj'], t['A'], t['D'], t['bias'])
 
 
 def _forward_backward(run: Callable[[Dict[str, Tensor]], Tensor], inputs: Dict[str, Tensor],

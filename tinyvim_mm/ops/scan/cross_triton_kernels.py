@@ -216,12 +216,14 @@ def bwd_chunk_kernel(gy_ptr, delta_ptr, C_ptr, A_ptr, D_ptr, bias_ptr, dx_ptr, d
                      s_gb, s_gc, s_gh, s_gw,
                      s_db, s_dk, s_dc, s_dh, s_dw,
                      s_cb, s_ck, s_cn, s_ch, s_cw,
+                     s_ob, s_ok, s_on, s_oh, s_ow,
                      N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
                      BLOCK_D: tl.constexpr, SOFTPLUS: tl.constexpr, STATES: tl.constexpr):
     """Backward pass 1. Direction-0 programs initialise ``dx = (D_0 + .. + D_3) * dy``,
-    channel-block-0 programs zero ``dB``, ``dC`` at their pixels (all three are then
-    accumulated atomically). With ``STATES`` every program writes, for the reverse
-    carry, its chunk's ``a_first * dh_first`` from a zero right-hand state,
+    channel-block-0 programs zero ``dB``, ``dC`` at their pixels (strides ``s_o*``, both
+    alike; all three are then accumulated atomically). With ``STATES`` every program
+    writes, for the reverse carry, its chunk's ``a_first * dh_first`` from a zero
+    right-hand state,
     ``sum_t exp2(A2 * (dt_first + .. + dt_t)) * C_t dy_t``, and ``sum_t dt_t``."""
     pid_t = tl.program_id(0)
     pid_c = tl.program_id(1)
@@ -245,7 +247,8 @@ def bwd_chunk_kernel(gy_ptr, delta_ptr, C_ptr, A_ptr, D_ptr, bias_ptr, dx_ptr, d
         tl.store(dx_ptr + (b * d + c[None, :]) * L + pix[:, None], g * d_sum[None, :], mask=mask)
     if pid_c == 0:
         zero = tl.zeros((BLOCK_T, BLOCK_N), dtype=tl.float32)
-        bn_offs = ((b * 4 + k) * N + n[None, :]) * L + pix[:, None]
+        bn_offs = (b * s_ob + k * s_ok + n[None, :] * s_on + row[:, None] * s_oh
+                   + col[:, None] * s_ow)
         tl.store(dB_ptr + bn_offs, zero, mask=tn_mask)
         tl.store(dC_ptr + bn_offs, zero, mask=tn_mask)
     if STATES:
@@ -272,6 +275,8 @@ def bwd_scan_kernel(x_ptr, delta_ptr, B_ptr, C_ptr, A_ptr, bias_ptr, gy_ptr, car
                     s_bb, s_bk, s_bn, s_bh, s_bw,
                     s_cb, s_ck, s_cn, s_ch, s_cw,
                     s_gb, s_gc, s_gh, s_gw,
+                    s_eb, s_ek, s_ec, s_eh, s_ew,
+                    s_ob, s_ok, s_on, s_oh, s_ow,
                     N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
                     BLOCK_D: tl.constexpr, SOFTPLUS: tl.constexpr, CARRY: tl.constexpr):
     """Backward pass 3 for one chunk: the states ``h_t`` again (forward scan from the
@@ -281,7 +286,8 @@ def bwd_scan_kernel(x_ptr, delta_ptr, B_ptr, C_ptr, A_ptr, bias_ptr, gy_ptr, car
     - ``dx += sum_n g dt B`` and ``dB += sum_c g dt u``, ``dC += sum_c dy h`` (atomics;
       ``dx`` at ``dx_ptr + k * dx_dir``, ``dB`` and ``dC`` at ``+ pid_c * dbc_block``:
       strides 0 share one output, others give each direction / channel block its own);
-    - ``ddelta = sum_n g (u B + A a_t h_{t-1}) * sigmoid(delta + bias)`` (stored), with
+    - ``ddelta = sum_n g (u B + A a_t h_{t-1}) * sigmoid(delta + bias)`` (stored at
+      strides ``s_e*``; ``dB``, ``dC`` at ``s_o*``), with
       ``a_t h_{t-1} = h_t - dt u B`` as mamba-ssm's kernel forms it;
     - per chunk partial sums of ``dA = sum_t g dt a_t h_{t-1}``, ``dD = sum_t dy u`` and
       ``dbias = sum_t ddelta`` into row ``b * n_chunks + chunk`` of ``dparam``
@@ -352,9 +358,11 @@ def bwd_scan_kernel(x_ptr, delta_ptr, B_ptr, C_ptr, A_ptr, bias_ptr, gy_ptr, car
     pix = row * W + col
     tl.atomic_add(dx_ptr + k.to(tl.int64) * dx_dir + (b * d + c[None, :]) * L + pix[:, None], du,
                   mask=mask, sem='relaxed')
-    tl.store(ddelta_ptr + ((b * 4 + k) * d + c[None, :]) * L + pix[:, None],
-             ddt.to(ddelta_ptr.dtype.element_ty), mask=mask)
-    bn_offs = pid_c.to(tl.int64) * dbc_block + ((b * 4 + k) * N + n[None, :]) * L + pix[:, None]
+    e_offs = (b * s_eb + k * s_ek + c[None, :] * s_ec + row[:, None] * s_eh
+              + col[:, None] * s_ew)
+    tl.store(ddelta_ptr + e_offs, ddt.to(ddelta_ptr.dtype.element_ty), mask=mask)
+    bn_offs = (pid_c.to(tl.int64) * dbc_block + b * s_ob + k * s_ok + n[None, :] * s_on
+               + row[:, None] * s_oh + col[:, None] * s_ow)
     tl.atomic_add(dB_ptr + bn_offs, dBt, mask=tn_mask, sem='relaxed')
     tl.atomic_add(dC_ptr + bn_offs, dCt, mask=tn_mask, sem='relaxed')
 
