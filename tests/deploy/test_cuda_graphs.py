@@ -159,6 +159,24 @@ def test_moved_parameters_and_the_graph_limit_on_gpu():
         assert float((a - b).norm() / b.norm()) < 1e-3
 
 
+def test_graphs_are_dropped_when_weights_change_in_place():
+    """A graph replays the tensors it was captured with; tensors a module derives from its
+    parameters (the Laplace mixer's folded scan projection) would stay stale after
+    ``load_state_dict``, so an in-place change drops the graphs like a move does."""
+    model = _backbone()
+    graphed = GraphedForward(model)
+    graphed._tensors = [*model.parameters(), *model.buffers()]
+    graphed._state = graphed._tensor_state()
+    graphed.graphs['signature'] = object()  # a captured graph, as far as the check goes
+    graphed.seen.add('signature')
+    graphed._drop_if_changed()
+    assert graphed.graphs  # nothing changed
+    with torch.no_grad():
+        model.load_state_dict(model.state_dict())  # copies in place: new versions
+    graphed._drop_if_changed()
+    assert not graphed.graphs and not graphed.seen
+
+
 @pytest.mark.parametrize('graphs', [True, False])
 def test_inference_form_hook_graphs_the_tinyvim_backbone(graphs):
     """``tools/test.py --deploy``'s hook folds the model and (by default) makes its TinyViM

@@ -94,3 +94,34 @@ def test_triton_mixer_on_gpu(dtype, no_tf32):
     for name, value in half_tri.items():
         err, err_ref = rel(value, exact[name]), rel(half_ref[name], exact[name])
         assert err < 1.5 * err_ref + 1e-3, (name, err, err_ref)
+
+
+def test_folded_scan_weights_are_kept_for_inference_only():
+    """Without gradients the folded projection and ``A`` are computed once and reused
+    (a batch-1 forward would otherwise spend five kernels per mixer on them), recomputed
+    after an in-place change of a parameter (``load_state_dict``) or another dtype; with
+    gradients they are built from the parameters on every call, so that they train."""
+    from tinyvim_mm.models.layers import LaplaceMixer
+    torch.manual_seed(0)
+    mixer = LaplaceMixer(16, 0.5, 2).eval()
+    x = torch.randn(1, 8, 3, 5)
+    with torch.no_grad():
+        proj, A, _, _ = mixer._scan_args(x)
+        again = mixer._scan_args(x)
+        assert again[1] is A  # reused
+        assert torch.equal(again[0], proj)
+        state = {k: v.clone() for k, v in mixer.state_dict().items()}
+        state['x_proj_weight'] *= 2
+        state['A_logs'] += 1
+        mixer.load_state_dict(state)
+        reloaded, A2, _, _ = mixer._scan_args(x)
+        assert A2 is not A and torch.allclose(A2, -torch.exp(state['A_logs']))
+        fresh = LaplaceMixer(16, 0.5, 2).eval()
+        fresh.load_state_dict(state)
+        assert torch.allclose(reloaded, fresh._scan_args(x)[0])
+        assert not torch.allclose(reloaded, proj)
+        assert mixer._scan_weights(torch.float64)[0].dtype == torch.float64
+    proj, A, _, _ = mixer._scan_args(x)
+    (proj.sum() + A.sum()).backward()
+    assert mixer.x_proj_weight.grad is not None and mixer.dt_projs_weight.grad is not None
+    assert mixer.A_logs.grad is not None

@@ -11,9 +11,11 @@ list of them (what necks and heads take), no gradients, the module in eval mode,
 call of each new signature (shapes, strides, dtypes, device, autocast state; it also
 warms up cuDNN's and Triton's kernel choices), runs eagerly; the second call of a
 signature captures its graph. Graphs share one memory pool; the outputs are
-copied out of it, so a result stays valid after the next call. When the parameters
-have moved to new storage (``.to()``, ``.cuda()``, ``.half()``) the graphs are dropped
-and captured again; weights loaded in place (``load_state_dict``) need nothing. A module
+copied out of it, so a result stays valid after the next call. When the parameters or
+buffers have moved to new storage (``.to()``, ``.cuda()``, ``.half()``) or changed in
+place (``load_state_dict``: their version counters), the graphs are dropped and
+captured again (modules may keep tensors derived from their parameters, such as the
+Laplace mixer's folded scan projection, which a graph would replay stale). A module
 whose submodules or buffers are replaced afterwards needs :func:`disable_cuda_graphs`
 and :func:`enable_cuda_graphs` again.
 """
@@ -120,7 +122,7 @@ class GraphedForward:
         self.seen: Set[Hashable] = set()
         self._pool: Optional[Any] = None
         self._tensors: List[torch.Tensor] = []
-        self._pointers: List[int] = []
+        self._state: List[Tuple[int, int]] = []
         self._full_logged = False
 
     def __reduce__(self) -> tuple:
@@ -145,10 +147,13 @@ class GraphedForward:
         """Whether a call with these arguments may run from a graph."""
         return self._graph_input(args, kwargs) is not None
 
-    def _drop_if_moved(self) -> None:
-        if self.graphs and [t.data_ptr() for t in self._tensors] != self._pointers:
-            print_log(f'{type(self.module).__name__}: parameters moved, recapturing its '
-                      'CUDA graphs', logger='current')
+    def _tensor_state(self) -> List[Tuple[int, int]]:
+        return [(t.data_ptr(), t._version) for t in self._tensors]
+
+    def _drop_if_changed(self) -> None:
+        if self.graphs and self._tensor_state() != self._state:
+            print_log(f'{type(self.module).__name__}: parameters moved or changed, recapturing '
+                      'its CUDA graphs', logger='current')
             self.graphs.clear()
             self.seen.clear()
             self._pool = None
@@ -158,7 +163,7 @@ class GraphedForward:
         if tensors is None:
             return self.eager(*args, **kwargs)
         x = args[0]
-        self._drop_if_moved()
+        self._drop_if_changed()
         key = (_signature(x), torch.is_autocast_enabled('cuda'),
                torch.get_autocast_dtype('cuda'))
         graph = self.graphs.get(key)
@@ -176,7 +181,7 @@ class GraphedForward:
             if not self.graphs:
                 self._pool = torch.cuda.graph_pool_handle()
                 self._tensors = [*self.module.parameters(), *self.module.buffers()]
-                self._pointers = [t.data_ptr() for t in self._tensors]
+                self._state = self._tensor_state()
             graph = self.graphs[key] = _Graph(self.eager, x, self._pool)
         return graph(tensors)
 

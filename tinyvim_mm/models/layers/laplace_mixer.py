@@ -195,21 +195,39 @@ class LaplaceMixer(nn.Module):
         """``(proj, A, D, delta_bias)`` of the fused cross scan of ``x``.
 
         ``x_proj`` and ``dt_proj`` are per pixel, so they run in the pixels' natural
-        order, folded into one ``(4d + 8N) x d`` matrix; its output ``proj``
-        ``(B, h, w, 4d + 8N)`` holds ``delta``, ``B``, ``C`` of the 4 directions
-        (:func:`~tinyvim_mm.ops.split_projection`), read by the kernels at the pixels
-        each direction visits (no cross-scanned copies)."""
-        b, d, h, w = x.shape
-        k, n, r = NUM_DIRECTIONS, self.d_state, self.dt_rank
-        with torch.autocast(x.device.type, enabled=False):
+        order, folded into one ``(4d + 8N) x d`` matrix (:meth:`_scan_weights`); its
+        output ``proj`` ``(B, h, w, 4d + 8N)`` holds ``delta``, ``B``, ``C`` of the 4
+        directions (:func:`~tinyvim_mm.ops.split_projection`), read by the kernels at
+        the pixels each direction visits (no cross-scanned copies)."""
+        pixels = x.permute(0, 2, 3, 1)  # (B, h, w, d): contiguous for channels-last x
+        weight, A = self._scan_weights(pixels.dtype)
+        proj = F.linear(pixels, weight)  # (B, h, w, K*d + 2*K*N)
+        return proj, A, self.Ds.float(), self.dt_projs_bias.float().flatten()
+
+    def _scan_weights(self, dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The folded ``[dt_proj @ x_proj[:r]; x_proj[B]; x_proj[C]]`` projection
+        ``(4d + 8N, d)`` in ``dtype`` and ``A = -exp(A_logs)`` (float32).
+
+        Without gradients and outside ``torch.compile`` (eager inference, CUDA-graph
+        capture) both are kept until a parameter they come from changes (in-place
+        updates such as ``load_state_dict`` bump its version; ``.to()`` moves it): five
+        small kernels per mixer and call fewer, which at batch 1 is most of their cost."""
+        cache = not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+        if cache:  # (data pointers and versions are not for torch.compile to trace)
+            params = (self.x_proj_weight, self.dt_projs_weight, self.A_logs)
+            key = (dtype, ) + tuple((p.data_ptr(), p._version) for p in params)
+            if getattr(self, '_scan_weight_cache', (None, ))[0] == key:
+                return self._scan_weight_cache[1]
+        k, n, r, d = NUM_DIRECTIONS, self.d_state, self.dt_rank, self.low_channels
+        with torch.autocast(self.A_logs.device.type, enabled=False):
             x_proj = self.x_proj_weight.float()  # (K, r + 2N, d)
             dt_weight = torch.bmm(self.dt_projs_weight.float(), x_proj[:, :r])  # (K, d, d)
             weight = torch.cat([dt_weight.reshape(k * d, d), x_proj[:, r:r + n].reshape(k * n, d),
-                                x_proj[:, r + n:].reshape(k * n, d)])
-        pixels = x.permute(0, 2, 3, 1)  # (B, h, w, d): contiguous for channels-last x
-        proj = F.linear(pixels, weight.to(pixels.dtype))  # (B, h, w, K*d + 2*K*N)
-        return (proj, -torch.exp(self.A_logs.float()), self.Ds.float(),
-                self.dt_projs_bias.float().flatten())
+                                x_proj[:, r + n:].reshape(k * n, d)]).to(dtype)
+            weights = weight, -torch.exp(self.A_logs.float())
+        if cache:
+            self._scan_weight_cache = key, weights
+        return weights
 
     def _ssm_export(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`ssm` while exporting to ONNX (float32, any batch and size): channels last
