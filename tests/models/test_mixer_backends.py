@@ -3,6 +3,7 @@
 every parameter's gradient. On CPU through Triton's interpreter, in a subprocess (the
 interpreter is chosen when Triton first compiles)."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -97,14 +98,20 @@ def test_triton_mixer_on_gpu(dtype, no_tf32):
 
 
 def test_folded_scan_weights_are_kept_for_inference_only():
-    """Without gradients the folded projection and ``A`` are computed once and reused
-    (a batch-1 forward would otherwise spend five kernels per mixer on them), recomputed
-    after an in-place change of a parameter (``load_state_dict``) or another dtype; with
-    gradients they are built from the parameters on every call, so that they train."""
-    from tinyvim_mm.models.layers import LaplaceMixer
+    """In the deploy form, without gradients, the folded projection and ``A`` are computed
+    once and reused (a batch-1 forward would otherwise spend five kernels per mixer on
+    them), recomputed after an in-place change of a parameter (``load_state_dict``) or
+    for another dtype; with gradients, or in the training form (whose weights MMEngine's
+    EMA swaps through ``.data``, leaving the version alone), on every call."""
+    from tinyvim_mm.models.layers import LaplaceMixer, switch_to_deploy
     torch.manual_seed(0)
     mixer = LaplaceMixer(16, 0.5, 2).eval()
     x = torch.randn(1, 8, 3, 5)
+    with torch.no_grad():
+        A = mixer._scan_args(x)[1]
+        mixer.A_logs.data.copy_(mixer.A_logs.data + 1)  # as the EMA swap does
+        assert torch.allclose(mixer._scan_args(x)[1], A * math.e)
+    switch_to_deploy(mixer)
     with torch.no_grad():
         proj, A, _, _ = mixer._scan_args(x)
         again = mixer._scan_args(x)
@@ -116,7 +123,7 @@ def test_folded_scan_weights_are_kept_for_inference_only():
         mixer.load_state_dict(state)
         reloaded, A2, _, _ = mixer._scan_args(x)
         assert A2 is not A and torch.allclose(A2, -torch.exp(state['A_logs']))
-        fresh = LaplaceMixer(16, 0.5, 2).eval()
+        fresh = LaplaceMixer(16, 0.5, 2, deploy=True).eval()
         fresh.load_state_dict(state)
         assert torch.allclose(reloaded, fresh._scan_args(x)[0])
         assert not torch.allclose(reloaded, proj)

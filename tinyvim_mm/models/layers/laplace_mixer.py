@@ -208,11 +208,14 @@ class LaplaceMixer(nn.Module):
         """The folded ``[dt_proj @ x_proj[:r]; x_proj[B]; x_proj[C]]`` projection
         ``(4d + 8N, d)`` in ``dtype`` and ``A = -exp(A_logs)`` (float32).
 
-        Without gradients and outside ``torch.compile`` (eager inference, CUDA-graph
-        capture) both are kept until a parameter they come from changes (in-place
-        updates such as ``load_state_dict`` bump its version; ``.to()`` moves it): five
-        small kernels per mixer and call fewer, which at batch 1 is most of their cost."""
-        cache = not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+        In the folded (deploy) form, without gradients and outside ``torch.compile``
+        (eager inference, CUDA-graph capture), both are kept until a parameter they come
+        from changes (``load_state_dict`` bumps its version; ``.to()`` moves it): five
+        small kernels per mixer and call fewer, which at batch 1 is most of their cost.
+        Training-form models build them on every call: their weights may also change
+        through ``.data``, which leaves the version alone (MMEngine's EMA swap)."""
+        cache = (self.in_proj.deploy and not torch.is_grad_enabled()
+                 and not torch.compiler.is_compiling())
         if cache:  # (data pointers and versions are not for torch.compile to trace)
             params = (self.x_proj_weight, self.dt_projs_weight, self.A_logs)
             key = (dtype, ) + tuple((p.data_ptr(), p._version) for p in params)
