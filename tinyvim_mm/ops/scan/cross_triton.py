@@ -248,7 +248,8 @@ def _cross_scan_bwd(x: Tensor, proj: Tensor, A: Tensor, D: Tensor, delta_bias: T
     dx = _accumulator(dx_parts, (b, d, height, width), x.device)
     # every element is written: ddelta stored, dB / dC zeroed then added to
     dproj = torch.empty(proj.shape, **f32)
-    ddelta, dB, dC = split_projection(dproj, d, n_state)
+    ddelta, dB_out, dC_out = split_projection(dproj, d, n_state)
+    dB, dC = dB_out, dC_out
     if dbc_parts > 1:
         dB, dC = (_accumulator(dbc_parts, B.shape, x.device) for _ in range(2))
     channels = NUM_DIRECTIONS * d
@@ -277,7 +278,6 @@ def _cross_scan_bwd(x: Tensor, proj: Tensor, A: Tensor, D: Tensor, delta_bias: T
                               *_strides(grad_y), *_strides(ddelta), *out_strides,
                               CARRY=carried, **meta)
     if dbc_parts > 1:
-        _, dB_out, dC_out = split_projection(dproj, d, n_state)
         dB_out.copy_(dB.sum(0))
         dC_out.copy_(dC.sum(0))
     dparams = dparam.view(groups, per_group, -1).sum(1).sum(0)

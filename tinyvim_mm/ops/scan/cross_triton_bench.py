@@ -54,7 +54,6 @@ def _inputs(shape: Shape, dtype: torch.dtype, n_state: int, grad: bool) -> Dict[
     x = torch.randn(b, d, height, width, dtype=dtype, **dev)
     proj = torch.randn(b, height, width, NUM_DIRECTIONS * (d + 2 * n_state), dtype=dtype, **dev)
     proj[..., :NUM_DIRECTIONS * d] *= 0.5
-
     A = -torch.exp(torch.log(torch.arange(1, n_state + 1, **dev, dtype=torch.float32))
                    + 0.1 * torch.randn(NUM_DIRECTIONS * d, n_state, **dev))
     delta, B, C = split_projection(proj, d, n_state)
