@@ -33,7 +33,8 @@ from .toolbox import build_model, load_config
 TINYVIM = re.compile(r'^tinyvim-([sbl])(:fast)?$')
 #: ``optimize_for_inference`` options of ``tinyvim-X:fast`` (the fastest measured on H100).
 FAST_DEFAULTS = dict(fuse_blocks=True, fold_axial=True, scan_backend='triton')
-OPTIMIZE_KEYS = ('fuse_blocks', 'max_fused_channels', 'fold_axial', 'scan_backend')
+OPTIMIZE_KEYS = ('fuse_blocks', 'max_fused_channels', 'fuse_mixers', 'fold_axial',
+                 'scan_backend')
 
 
 def zoo_key(name: str) -> str:

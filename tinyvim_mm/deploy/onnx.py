@@ -56,7 +56,8 @@ def export_onnx(model: nn.Module, path: str, img_size: int = 224, opset: int = 1
     :class:`TinyViMClassifier` with its head folded, :class:`ExportClassifier`) and write
     it to ``path`` with a dynamic batch (and ``H``, ``W``). Input ``input``
     ``(B, 3, H, W)``, output ``logits``. Returns the model that was exported."""
-    optimize_for_inference(model, fuse_blocks=False, fold_axial=True, scan_backend='torch')
+    optimize_for_inference(model, fuse_blocks=False, fuse_mixers=False, fold_axial=True,
+                           scan_backend='torch')
     if isinstance(model, TinyViMClassifier):
         model = ExportClassifier(model).eval()
     axes = {0: 'batch', 2: 'height', 3: 'width'} if dynamic_hw else {0: 'batch'}

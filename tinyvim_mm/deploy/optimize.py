@@ -5,6 +5,9 @@ blocks swapped for their fused forms.
 
 - runs each Local block (``x + FFN(RepDW(x))``) and each TinyViM block's FFN
   (``x + FFN(x)``) as one Triton kernel (``to_fused()``),
+- runs each Laplace mixer's element-wise work (SiLU, pooling, upsampling, residual,
+  the high-frequency depth-wise conv, concatenation) as two Triton kernels
+  (``to_fused()``),
 - merges the mixer's 7x1 / 1x7 depth-wise pair into one depth-wise 7x7 conv
   (``AxialRepDW.to_dense()``),
 - selects a scan backend for every mixer (``'triton'``: fused 2-D scan + LayerNorm),
@@ -21,14 +24,15 @@ import torch
 import torch.nn as nn
 
 from tinyvim_mm.models.backbones.tinyvim import LocalBlock, TinyViMBlock
-from tinyvim_mm.models.layers import (AxialRepDW, FusedFFN, LaplaceMixer, SelectiveScan,
-                                      switch_to_deploy)
+from tinyvim_mm.models.layers import (AxialRepDW, FusedFFN, FusedLaplaceMixer, LaplaceMixer,
+                                      SelectiveScan, switch_to_deploy)
 from tinyvim_mm.ops import check_backend
 
 
 def optimize_for_inference(model: nn.Module,
                            fuse_blocks: bool = True,
                            max_fused_channels: int = 128,
+                           fuse_mixers: bool = True,
                            fold_axial: bool = False,
                            scan_backend: Optional[str] = 'triton',
                            half: Optional[torch.dtype] = None) -> nn.Module:
@@ -41,6 +45,7 @@ def optimize_for_inference(model: nn.Module,
             (the wide, low-resolution stages keep cuBLAS/cuDNN convolutions, which reuse
             weights better there).
         max_fused_channels: see ``fuse_blocks`` (at most 256).
+        fuse_mixers: every Laplace mixer as a :class:`FusedLaplaceMixer`.
         fold_axial: merge the mixers' 7x1 / 1x7 pair into one 7x7 depth-wise conv.
         scan_backend: selective-scan backend for every mixer (``None``: keep).
         half: ``torch.float16`` / ``torch.bfloat16`` to store the conv and linear
@@ -63,6 +68,13 @@ def optimize_for_inference(model: nn.Module,
                 if (isinstance(block, (LocalBlock, TinyViMBlock))
                         and block.mlp.fc2.reparam.out_channels <= max_fused_channels):
                     setattr(parent, name, block.to_fused())
+    if fuse_mixers:
+        for parent in list(model.modules()):
+            if isinstance(parent, FusedLaplaceMixer):
+                continue  # fused already (a second call)
+            for name, mixer in list(parent.named_children()):
+                if isinstance(mixer, LaplaceMixer):
+                    setattr(parent, name, mixer.to_fused())
     if scan_backend is not None:
         for scan in model.modules():
             if isinstance(scan, SelectiveScan):

@@ -7,11 +7,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tinyvim_mm.ops import (check_backend, cross_selective_scan, cross_selective_scan_train,
-                            fused_cross_scan_block, resolve_backend, scan_chunked_export,
-                            selective_scan, softplus_export, split_projection)
+                            fused_cross_scan_block, fused_mixer_unsupported, mixer_merge,
+                            resolve_backend, scan_chunked_export, selective_scan,
+                            silu_avg_pool, softplus_export, split_projection)
+from tinyvim_mm.ops.device import log_once
 
 from .conv_bn import ConvBN
 from .rep_dw import AxialRepDW, RepDW
+from .reparam import switch_to_deploy
 
 NUM_DIRECTIONS = 4
 
@@ -260,7 +263,13 @@ class LaplaceMixer(nn.Module):
                                     self.out_norm.eps, block_d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act(self.conv2d(self.in_proj(x)))
+        return self.out_proj(self.mix(self.conv2d(self.in_proj(x))))
+
+    def mix(self, t: torch.Tensor) -> torch.Tensor:
+        """SiLU, frequency split, scan and Laplace residual, depth-wise conv, concatenation:
+        ``out_proj``'s input from the activation ``t`` before the SiLU,
+        ``(B, C, H, W) -> (B, C, H, W)``."""
+        x = self.act(t)
         low, high = torch.split(x, [self.low_channels, self.channels - self.low_channels], dim=1)
         high = self.local_conv(high)
         k = self.pool_size
@@ -271,4 +280,48 @@ class LaplaceMixer(nn.Module):
             low = _upsample_to(self.ssm(pooled), k, size, 'bilinear') + residual
         else:
             low = self.ssm(low)
-        return self.out_proj(torch.cat([low.to(high.dtype), high], dim=1))
+        return torch.cat([low.to(high.dtype), high], dim=1)
+
+    def to_fused(self) -> 'FusedLaplaceMixer':
+        """The folded mixer with its element-wise work in two Triton kernels."""
+        switch_to_deploy(self, include_self=False)
+        return FusedLaplaceMixer(self)
+
+
+class FusedLaplaceMixer(nn.Module):
+    """Inference form of a folded :class:`LaplaceMixer`: between ``conv2d`` and
+    ``out_proj``, SiLU + average pooling run as one kernel and SiLU, the Laplace
+    residual, both upsamplings, the high-frequency depth-wise conv and the concatenation
+    as another (:mod:`tinyvim_mm.ops.mixer`); the scan is the mixer's. Built by
+    :meth:`LaplaceMixer.to_fused`. ``(B, C, H, W) -> (B, C, H, W)``.
+
+    Where the kernels cannot run (CPU, no Triton) it computes the same with the mixer's
+    ops, with a one-line log; with gradients, in training mode and while exporting to
+    ONNX, silently.
+
+    Args:
+        mixer: the folded mixer (its weights are used, not copied).
+    """
+
+    def __init__(self, mixer: LaplaceMixer) -> None:
+        super().__init__()
+        if not mixer.local_conv.deploy:
+            raise RuntimeError('FusedLaplaceMixer needs a folded LaplaceMixer: call '
+                               'switch_to_deploy() first (or use LaplaceMixer.to_fused())')
+        self.mixer = mixer
+        self.train(mixer.training)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mixer = self.mixer
+        t = mixer.conv2d(mixer.in_proj(x))
+        if self.training or torch.is_grad_enabled() or torch.onnx.is_in_onnx_export():
+            return mixer.out_proj(mixer.mix(t))
+        reason = fused_mixer_unsupported(t)
+        if reason:
+            log_once(f'tinyvim_mm: fused mixer kernels unavailable ({reason}); using the '
+                     'plain ops')
+            return mixer.out_proj(mixer.mix(t))
+        k = mixer.pool_size
+        pooled = silu_avg_pool(t[:, :mixer.low_channels], k)
+        conv = mixer.local_conv.reparam
+        return mixer.out_proj(mixer_merge(t, pooled, mixer.ssm(pooled), conv.weight, conv.bias, k))
