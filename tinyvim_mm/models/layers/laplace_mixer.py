@@ -295,9 +295,10 @@ class FusedLaplaceMixer(nn.Module):
     as another (:mod:`tinyvim_mm.ops.mixer`); the scan is the mixer's. Built by
     :meth:`LaplaceMixer.to_fused`. ``(B, C, H, W) -> (B, C, H, W)``.
 
-    Where the kernels cannot run (CPU, no Triton) it computes the same with the mixer's
-    ops, with a one-line log; with gradients, in training mode and while exporting to
-    ONNX, silently.
+    Where the kernels cannot run (CPU, no Triton) or the activations are not
+    channels-last (the kernels' tiles are coalesced along channels) it computes the same
+    with the mixer's ops, with a one-line log; with gradients, in training mode and while
+    exporting to ONNX, silently.
 
     Args:
         mixer: the folded mixer (its weights are used, not copied).
@@ -317,6 +318,10 @@ class FusedLaplaceMixer(nn.Module):
         if self.training or torch.is_grad_enabled() or torch.onnx.is_in_onnx_export():
             return mixer.out_proj(mixer.mix(t))
         reason = fused_mixer_unsupported(t)
+        if not reason and not t.is_contiguous(memory_format=torch.channels_last):
+            # the kernels read channels-last tiles coalesced; NCHW ones would not be
+            reason = ('activations not channels-last: convert the model with '
+                      '.to(memory_format=torch.channels_last)')
         if reason:
             log_once(f'tinyvim_mm: fused mixer kernels unavailable ({reason}); using the '
                      'plain ops')
