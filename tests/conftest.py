@@ -1,6 +1,9 @@
 """Shared fixtures: the released-model fixtures of ``../shared`` and helpers."""
 import importlib.util
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -65,6 +68,24 @@ def randomise_bn(module: nn.Module) -> nn.Module:
             m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
             m.bias.data.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
     return module
+
+
+def run_interpreted(module: str, function: str = 'interpreter_results') -> dict:
+    """``function()`` of the test module ``module`` (in ``tests/ops``), run in a subprocess
+    under Triton's CPU interpreter (``TRITON_INTERPRET=1`` must be set before Triton
+    compiles anything), and its JSON-serialised result. Skips without Triton, and where a
+    GPU is (the real kernels are tested there)."""
+    pytest.importorskip('triton')
+    if torch.cuda.is_available():
+        pytest.skip('a GPU is here: the real kernels are tested (test_*_on_gpu)')
+    paths = [str(p) for p in (REPO, REPO / 'tests', REPO / 'tests' / 'ops')]
+    env = dict(os.environ, TRITON_INTERPRET='1',
+               PYTHONPATH=os.pathsep.join(paths + [os.environ.get('PYTHONPATH', '')]))
+    code = f'import json, {module} as m; print(json.dumps(m.{function}()))'
+    proc = subprocess.run([sys.executable, '-c', code], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 WIDTHS = (8, 16, 24, 32)  # a tiny TinyViM for runner tests

@@ -22,17 +22,13 @@ come back rounded to their dtype (round to nearest: at most half an ulp, 2**-11 
 2**-8 of each element), so they get that much on top of 1e-4; ``A``, ``D``,
 ``delta_bias`` are float32 and keep 1e-4.
 """
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Dict, List, Optional
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
+from conftest import run_interpreted
+
 NAMES = ('x', 'proj', 'A', 'D', 'delta_bias')
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
 
@@ -216,18 +212,7 @@ def _compiled_errors() -> Dict[str, float]:
 @pytest.fixture(scope='module')
 def interpreted() -> Dict[str, Dict[str, float]]:
     """:func:`interpreter_results` from a subprocess with ``TRITON_INTERPRET=1``."""
-    pytest.importorskip('triton')
-    if torch.cuda.is_available():
-        pytest.skip('a GPU is here: the real kernels are tested (test_*_on_gpu)')
-    script = ('import json, sys; sys.path.insert(0, sys.argv[1]); '
-              'from test_cross_triton import interpreter_results; '
-              'print(json.dumps(interpreter_results()))')
-    env = dict(os.environ, TRITON_INTERPRET='1',
-               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get('PYTHONPATH', '')]))
-    proc = subprocess.run([sys.executable, '-c', script, str(Path(__file__).parent)], env=env,
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_interpreted('test_cross_triton')
 
 
 def _check(errs: Dict[str, float], dtype: torch.dtype = torch.float32) -> None:

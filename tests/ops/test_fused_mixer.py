@@ -16,10 +16,7 @@ relative) on top: half an ulp on the GPU, a whole one in the interpreter, which
 truncates to bfloat16.
 """
 import copy
-import json
 import logging
-import os
-import subprocess
 import sys
 from typing import Dict
 
@@ -27,7 +24,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import REPO, randomise_bn
+from conftest import randomise_bn, run_interpreted
 
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
 ULP = {torch.float32: 0.0, torch.float16: 2.0**-10, torch.bfloat16: 2.0**-7}
@@ -107,6 +104,15 @@ def interpreter_results() -> Dict[str, Dict[str, float]]:
         b, c, h, w, low, k, dtype, cl, ks = case
         out[f'kernels {case}'] = kernel_errors(b, c, h, w, low, k, dtype, cl, ks=ks)
 
+    # the custom ops' fake (meta) forms against the kernels: shapes, strides, dtypes
+    t = torch.randn(2, 10, 7, 9).contiguous(memory_format=torch.channels_last)
+    pooled = torch.ops.tinyvim.silu_avg_pool(t[:, :4], 2)
+    checks = [torch.library.opcheck(torch.ops.tinyvim.silu_avg_pool, (t[:, :4], 2)),
+              torch.library.opcheck(torch.ops.tinyvim.mixer_merge,
+                                    (t, pooled, pooled.float(), torch.randn(6, 1, 3, 3),
+                                     torch.randn(6), 2))]
+    out['opcheck'] = dict(failures=sum(v != 'SUCCESS' for r in checks for v in r.values()))
+
     calls = []
     module = sys.modules['tinyvim_mm.models.layers.laplace_mixer']
     merge = module.mixer_merge
@@ -142,17 +148,8 @@ def interpreter_results() -> Dict[str, Dict[str, float]]:
 
 @pytest.fixture(scope='module')
 def interpreted() -> Dict[str, Dict[str, float]]:
-    pytest.importorskip('triton')
-    if torch.cuda.is_available():
-        pytest.skip('a GPU is here: the real kernels are tested (test_*_on_gpu)')
-    code = 'import json, test_fused_mixer as t; print(json.dumps(t.interpreter_results()))'
-    paths = [REPO, REPO / 'tests', REPO / 'tests' / 'ops']
-    env = dict(os.environ, TRITON_INTERPRET='1', PYTHONPATH=os.pathsep.join(
-        [*map(str, paths), os.environ.get('PYTHONPATH', '')]))
-    proc = subprocess.run([sys.executable, '-c', code], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    """:func:`interpreter_results` from a subprocess with ``TRITON_INTERPRET=1``."""
+    return run_interpreted('test_fused_mixer')
 
 
 @pytest.mark.parametrize('case', CASES, ids=lambda c: 'x'.join(map(str, c[:6])) + str(c[6])[6:])
@@ -160,6 +157,10 @@ def test_interpreted_kernels(interpreted, case):
     errors = interpreted[f'kernels {case}']
     tol = 1e-5 + ULP[case[6]]
     assert max(errors.values()) < tol, errors
+
+
+def test_interpreted_opcheck(interpreted):
+    assert interpreted['opcheck']['failures'] == 0
 
 
 def test_interpreted_mixer_and_model(interpreted):
