@@ -320,8 +320,7 @@ class FusedLaplaceMixer(nn.Module):
         reason = fused_mixer_unsupported(t)
         if not reason and not t.is_contiguous(memory_format=torch.channels_last):
             # the kernels read channels-last tiles coalesced; NCHW ones would not be
-            reason = ('activations not channels-last: convert the model with '
-                      '.to(memory_format=torch.channels_last)')
+            reason = 'the kernels take channels-last activations, these are not'
         if reason:
             log_once(f'tinyvim_mm: fused mixer kernels unavailable ({reason}); using the '
                      'plain ops')
