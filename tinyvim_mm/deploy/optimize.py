@@ -32,10 +32,10 @@ from tinyvim_mm.ops import check_backend
 def optimize_for_inference(model: nn.Module,
                            fuse_blocks: bool = True,
                            max_fused_channels: int = 128,
-                           fuse_mixers: bool = True,
                            fold_axial: bool = False,
                            scan_backend: Optional[str] = 'triton',
-                           half: Optional[torch.dtype] = None) -> nn.Module:
+                           half: Optional[torch.dtype] = None,
+                           fuse_mixers: bool = True) -> nn.Module:
     """Turn ``model`` (a TinyViM backbone or any model holding one) into its inference
     form, in place; it is left in eval mode.
 
@@ -45,11 +45,11 @@ def optimize_for_inference(model: nn.Module,
             (the wide, low-resolution stages keep cuBLAS/cuDNN convolutions, which reuse
             weights better there).
         max_fused_channels: see ``fuse_blocks`` (at most 256).
-        fuse_mixers: every Laplace mixer as a :class:`FusedLaplaceMixer`.
         fold_axial: merge the mixers' 7x1 / 1x7 pair into one 7x7 depth-wise conv.
         scan_backend: selective-scan backend for every mixer (``None``: keep).
         half: ``torch.float16`` / ``torch.bfloat16`` to store the conv and linear
             weights in; run under autocast of that dtype.
+        fuse_mixers: every Laplace mixer as a :class:`FusedLaplaceMixer`.
 
     Returns:
         ``model``.
