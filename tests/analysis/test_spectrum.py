@@ -145,6 +145,14 @@ def test_collect_mixer_maps_needs_a_mixer() -> None:
         collect_mixer_maps(torch.nn.Conv2d(3, 3, 1), torch.zeros(1, 3, 4, 4))
 
 
+def test_collect_mixer_maps_refuses_fused_mixers() -> None:
+    """The fused inference form bypasses the hooked modules: an error, not empty maps."""
+    from tinyvim_mm.deploy import optimize_for_inference
+    model = optimize_for_inference(TinyViM('s'), fuse_blocks=False, scan_backend=None)
+    with pytest.raises(ValueError, match=r'fused mixers \(network\.0\.2\.op, .*fuse_mixers=False'):
+        collect_mixer_maps(model, torch.zeros(1, 3, 32, 32))
+
+
 def test_load_image(tmp_path: Path) -> None:
     from PIL import Image
     Image.fromarray(np.full((48, 64, 3), (10, 20, 30), np.uint8)).save(tmp_path / 'img.png')

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from mmengine.logging import MMLogger
 
 from tinyvim_mm.models import TinyViM
-from tinyvim_mm.models.layers import LaplaceMixer
+from tinyvim_mm.models.layers import FusedLaplaceMixer, LaplaceMixer
 
 #: Names of the maps :func:`collect_mixer_maps` returns per mixer, in order.
 MIXER_MAPS = ('input', 'low_in', 'mamba', 'residual', 'low_out', 'high_out', 'output')
@@ -141,6 +141,12 @@ def collect_mixer_maps(model: nn.Module, x: torch.Tensor) -> List[Dict[str, obje
             mixer.register_forward_hook(on_output),
         ])
 
+    fused = [name for name, m in model.named_modules() if isinstance(m, FusedLaplaceMixer)]
+    if fused:
+        raise ValueError(f'{type(model).__name__} holds fused mixers ({", ".join(fused)}), '
+                         'whose kernels compute the branches without the hooked modules: '
+                         'analyse the folded model, or optimize_for_inference(..., '
+                         'fuse_mixers=False)')
     for name, module in model.named_modules():
         if isinstance(module, LaplaceMixer):
             make_hooks(name, module)
