@@ -52,3 +52,21 @@ def test_get_flops_tool_prints_table():
     out = subprocess.run([sys.executable, str(REPO / 'tools' / 'get_flops.py'), '--arch', 's'],
                          capture_output=True, text=True, check=True, cwd=REPO).stdout
     assert 'TinyViM-S' in out and '5.68' in out
+
+
+def test_scans_that_bypass_their_module_are_an_error():
+    """A scan that runs without its SelectiveScan module (the fused Triton cross scan
+    does) would be missing from the count: an error, not a low number."""
+    from tinyvim_mm.models.layers import SelectiveScan
+
+    class Bypass(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scan = SelectiveScan('torch')
+            self.conv = nn.Conv2d(3, 3, 1)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    with pytest.raises(ValueError, match='1 of 1 selective scans ran without'):
+        count_macs(Bypass(), (1, 3, 4, 4))

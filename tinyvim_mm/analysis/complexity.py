@@ -41,6 +41,11 @@ def count_macs(model: nn.Module, input_shape: Sequence[int] = (1, 3, 224, 224)) 
     finally:
         for handle in handles:
             handle.remove()
+    if len(analytic) < len(scans):
+        raise ValueError(f'{len(scans) - len(analytic)} of {len(scans)} selective scans ran '
+                         'without their SelectiveScan module (the \'triton\' backend calls its '
+                         'fused cross-scan kernels directly), so the count would miss them: '
+                         "count with every SelectiveScan's backend set to 'torch'")
     return int(total - traced_scan + sum(analytic))
 
 
