@@ -4,6 +4,7 @@ The checks run in plain Python (``torch.compile`` treats their results as
 constants) and never raise: a fast path that cannot run reports a reason and
 its caller takes the portable path instead.
 """
+import contextlib
 import functools
 import logging
 import os
@@ -94,3 +95,14 @@ def kernel_unsupported(x: torch.Tensor, needs_dot: bool = False) -> str:
     else the reason; ``needs_dot``: kernels with matrix products (Ampere and newer)."""
     return triton_unsupported(*device_key(x.device), x.dtype,
                               DOT_MIN_CAPABILITY if needs_dot else SCAN_MIN_CAPABILITY)
+
+
+def next_pow2(x: int) -> int:
+    """The smallest power of 2 ``>= x`` (1 for ``x <= 1``): Triton block sizes."""
+    return 1 << max(x - 1, 0).bit_length()
+
+
+def device_guard(t: torch.Tensor):
+    """The CUDA device of ``t`` as the current one while launching kernels on it (a
+    no-op on the CPU, where kernels run only in Triton's interpreter)."""
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()

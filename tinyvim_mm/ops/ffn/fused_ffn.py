@@ -9,14 +9,10 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ..device import kernel_unsupported
+from ..device import kernel_unsupported, next_pow2
 
 #: Widest block the kernel takes (its ``BLOCK_M x C`` accumulator is in registers).
 MAX_CHANNELS = 256
-
-
-def _next_pow2(x: int) -> int:
-    return 1 << max(x - 1, 0).bit_length()
 
 
 @torch.library.custom_op('tinyvim::fused_ffn_triton', mutates_args=())
@@ -28,7 +24,7 @@ def fused_ffn_triton(x: Tensor, w1t: Tensor, b1: Tensor, w2t: Tensor, b2: Tensor
     b, channels, height, width = x.shape
     hidden = w1t.shape[1]
     out = torch.empty_like(x, memory_format=torch.channels_last)
-    block_c = max(16, _next_pow2(channels))
+    block_c = max(16, next_pow2(channels))
     block_m = 128 if block_c <= 64 else 64 if block_c <= 128 else 32
     rows = b * height * width
     has_dw = dw_weight is not None

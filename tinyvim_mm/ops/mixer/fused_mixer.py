@@ -13,18 +13,12 @@ about ten launches and as many passes over full-resolution tensors. Here:
   ``t``, the pooled map and the scan's output, in one pass (SiLU recomputed where it is
   read).
 """
-import contextlib
-
 import torch
 from torch import Tensor
 
-from ..device import kernel_unsupported
+from ..device import device_guard, kernel_unsupported, next_pow2
 
 __all__ = ['fused_mixer_unsupported', 'mixer_merge', 'silu_avg_pool']
-
-
-def _next_pow2(x: int) -> int:
-    return 1 << max(x - 1, 0).bit_length()
 
 
 def _channel_block(*groups: int) -> int:
@@ -32,7 +26,7 @@ def _channel_block(*groups: int) -> int:
     64 the one padding the fewest channels (the wider on ties); narrower groups get
     their own width rounded up to a power of 2."""
     if max(groups) < 16:
-        return max(4, _next_pow2(max(groups)))
+        return max(4, next_pow2(max(groups)))
     return min((64, 32, 16), key=lambda block: sum(-(-g // block) * block for g in groups))
 
 
@@ -43,11 +37,6 @@ def _pixel_block(block_c: int) -> int:
 
 def _pooled_size(size: int, k: int) -> int:
     return -(-size // k)
-
-
-def _device_guard(t: Tensor):
-    """The CUDA device of ``t`` as the current one while launching (a no-op on the CPU)."""
-    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
 
 
 def fused_mixer_unsupported(t: Tensor) -> str:
@@ -68,7 +57,7 @@ def _silu_avg_pool(t: Tensor, k: int) -> Tensor:
     pixels = b * h * w
     block_c = _channel_block(c)
     block_p = _pixel_block(block_c)
-    with _device_guard(t):
+    with device_guard(t):
         silu_pool_kernel[(-(-pixels // block_p), -(-c // block_c))](
             t, out, pixels, c, height, width, h, w, *t.stride(), *out.stride(), K=k,
             BLOCK_P=block_p, BLOCK_C=block_c, num_warps=4)
@@ -93,7 +82,7 @@ def _mixer_merge(t: Tensor, pooled: Tensor, y: Tensor, weight: Tensor, bias: Ten
     block_c = _channel_block(low, c - low)
     block_p = _pixel_block(block_c)
     blocks = -(-low // block_c) + -(-(c - low) // block_c)
-    with _device_guard(t):
+    with device_guard(t):
         merge_kernel[(-(-pixels // block_p), blocks)](
             t, pooled, y, weight, bias, out, pixels, c, low, height, width, h, w, 1.0 / k,
             *t.stride(), *pooled.stride(), *y.stride(), *out.stride(), K=k,

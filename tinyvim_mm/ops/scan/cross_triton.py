@@ -66,12 +66,13 @@ them, 12-38 % less GPU time per call in bf16 and fp16 (e.g. 0.665 -> 0.527 ms at
 b=2, d=96, 60x70; 1.086 -> 0.749 ms at b=256, d=96, 7x7), for 1.3-1.7x the call's
 peak memory (its saved inputs are the float32 copies: 71 instead of 50 MiB at 60x70).
 """
-import contextlib
 import math
 from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
+
+from ..device import device_guard, next_pow2
 
 NUM_DIRECTIONS = 4
 #: Sequences up to this many steps run as one chunk (no carry pass; 2 launches each way).
@@ -90,10 +91,6 @@ CARRY_TILE = 2048
 __all__ = ['cross_selective_scan_train', 'default_chunk_size', 'split_projection']
 
 
-def _next_pow2(x: int) -> int:
-    return 1 << max(x - 1, 0).bit_length()
-
-
 def default_chunk_size(length: int) -> int:
     """Steps per chunk for sequences of ``length``: ``length`` rounded up to a power of 2
     up to :data:`MAX_SINGLE_CHUNK` (one chunk), else :data:`LONG_CHUNK`. Takes symbolic
@@ -109,7 +106,7 @@ def default_chunk_size(length: int) -> int:
 def _block_d(d: int, chunk: int, block_n: int, tile: int) -> int:
     """Channels per program: as many as fit ``tile`` elements of ``(chunk, BLOCK_D,
     N)`` tiles, at most ``d`` rounded up to a power of 2."""
-    return max(1, min(_next_pow2(d), tile // (chunk * block_n)))
+    return max(1, min(next_pow2(d), tile // (chunk * block_n)))
 
 
 def _num_warps(elements: int) -> int:
@@ -120,11 +117,6 @@ def _num_warps(elements: int) -> int:
 
 def _strides(t: Tensor) -> Tuple[int, ...]:
     return tuple(t.stride())
-
-
-def _device_guard(t: Tensor):
-    """The CUDA device of ``t`` as the current one while launching (a no-op on the CPU)."""
-    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
 
 
 def _accumulator(parts: int, shape: Tuple[int, ...], device: torch.device) -> Tensor:
@@ -150,8 +142,8 @@ def _carry(end: Tensor, dtsum: Tensor, A: Tensor, out: Tensor, d: int, n_state: 
     """Launch ``chunk_carry_kernel`` over ``end``, ``dtsum`` (``(4b, chunks, d[, N])``)."""
     from .cross_triton_kernels import chunk_carry_kernel
     rows, n_chunks = end.shape[:2]
-    block_c = min(_next_pow2(n_chunks), CARRY_CHUNKS)
-    block_d = max(1, min(_next_pow2(d), CARRY_TILE // (block_c * block_n)))
+    block_c = min(next_pow2(n_chunks), CARRY_CHUNKS)
+    block_d = max(1, min(next_pow2(d), CARRY_TILE // (block_c * block_n)))
     chunk_carry_kernel[(-(-d // block_d), rows)](
         end, dtsum, A, out, d, n_chunks, N=n_state, BLOCK_N=block_n, BLOCK_C=block_c,
         BLOCK_D=block_d, REVERSE=reverse,
@@ -186,7 +178,7 @@ def _cross_scan_fwd(x: Tensor, proj: Tensor, A: Tensor, D: Tensor, delta_bias: T
     length, n_state = height * width, A.shape[1]
     delta, B, C = split_projection(proj, d, n_state)
     n_chunks = -(-length // chunk)
-    block_n = _next_pow2(n_state)
+    block_n = next_pow2(n_state)
     A, D, delta_bias = A.contiguous(), D.contiguous(), delta_bias.contiguous()
     # deterministic: one output per direction (each element added to once), summed after
     parts = NUM_DIRECTIONS if torch.are_deterministic_algorithms_enabled() else 1
@@ -200,7 +192,7 @@ def _cross_scan_fwd(x: Tensor, proj: Tensor, A: Tensor, D: Tensor, delta_bias: T
     grid = (n_chunks, -(-d // block_d), b * NUM_DIRECTIONS)
     meta = dict(N=n_state, BLOCK_N=block_n, BLOCK_T=chunk, BLOCK_D=block_d,
                 SOFTPLUS=delta_softplus, num_warps=_num_warps(chunk * block_d * block_n))
-    with _device_guard(x):
+    with device_guard(x):
         fwd_chunk_kernel[grid](x, delta, B, A, D, delta_bias, y, end, dtsum, d, length, height,
                                width, n_chunks, *_strides(x), *_strides(delta), *_strides(B),
                                STATES=carried, **meta)
@@ -235,7 +227,7 @@ def _cross_scan_bwd(x: Tensor, proj: Tensor, A: Tensor, D: Tensor, delta_bias: T
     length, n_state = height * width, A.shape[1]
     delta, B, C = split_projection(proj, d, n_state)
     n_chunks = -(-length // chunk)
-    block_n = _next_pow2(n_state)
+    block_n = next_pow2(n_state)
     A32, D, delta_bias = A.contiguous(), D.contiguous(), delta_bias.contiguous()
     carried = n_chunks > 1
     f32 = dict(device=x.device, dtype=torch.float32)
@@ -264,7 +256,7 @@ def _cross_scan_bwd(x: Tensor, proj: Tensor, A: Tensor, D: Tensor, delta_bias: T
     meta = dict(N=n_state, BLOCK_N=block_n, BLOCK_T=chunk, BLOCK_D=block_d,
                 SOFTPLUS=delta_softplus, num_warps=_num_warps(chunk * block_d * block_n))
     out_strides = _strides(dB[0] if dbc_parts > 1 else dB)  # dC's are the same
-    with _device_guard(x):
+    with device_guard(x):
         bwd_chunk_kernel[grid](grad_y, delta, C, A32, D, delta_bias, dx, dB, dC, end, dtsum, d,
                                length, height, width, n_chunks, *_strides(grad_y),
                                *_strides(delta), *_strides(C), *out_strides, STATES=carried,

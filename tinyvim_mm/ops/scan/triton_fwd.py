@@ -18,16 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..device import device_key, multiprocessor_count
+from ..device import device_key, multiprocessor_count, next_pow2
 
 #: Longest sequence the cross-scan kernel takes; longer ones (large detection
 #: inputs) are better served by kernels that split ``L`` over threads.
 CROSS_SCAN_MAX_LENGTH = 1024
 SPLIT_BLOCK_D = 32
-
-
-def _next_pow2(x: int) -> int:
-    return 1 << max(x - 1, 0).bit_length()
 
 
 def _num_warps(block: int) -> int:
@@ -48,10 +44,10 @@ def _launch_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
         u, delta, A, B, C, D if D is not None else dummy, bias if bias is not None else dummy,
         nw, nb, out, d, height * width, height, width, eps,
         *u.stride(), *delta.stride(), *B.stride(), *C.stride(), *out.stride(),
-        N=n_state, BLOCK_N=_next_pow2(n_state), BLOCK_D=block_d, CROSS=cross,
+        N=n_state, BLOCK_N=next_pow2(n_state), BLOCK_D=block_d, CROSS=cross,
         NUM_DIRS=4 if cross else 1,
         HAS_D=D is not None, HAS_BIAS=bias is not None, SOFTPLUS=softplus,
-        NORM=norm is not None, num_warps=_num_warps(block_d * _next_pow2(n_state)))
+        NORM=norm is not None, num_warps=_num_warps(block_d * next_pow2(n_state)))
 
 
 @torch.library.custom_op('tinyvim::selective_scan_triton', mutates_args=())
@@ -70,7 +66,7 @@ def selective_scan_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Ten
         return t.as_strided((b, num_dirs, d, 1, length),
                             (t.stride(0), d * t.stride(1), t.stride(1), 0, t.stride(2)))
 
-    block_d = min(_next_pow2(d), 64)
+    block_d = min(next_pow2(d), 64)
     _launch_scan(view(u), view(delta), A.contiguous(), B.unsqueeze(3), C.unsqueeze(3), D,
                  delta_bias, None, view(out), d, 1, length, 0.0, delta_softplus, False,
                  (b, num_dirs, -(-d // block_d)), block_d)
@@ -117,7 +113,7 @@ def cross_scan_block(batch: int, d: int, length: int, device: torch.device) -> O
         return None
     sms = multiprocessor_count(*device_key(device))
     if batch >= sms:
-        return max(_next_pow2(d), 16)
+        return max(next_pow2(d), 16)
     if batch * -(-d // SPLIT_BLOCK_D) >= sms:
         return SPLIT_BLOCK_D
     return None
