@@ -93,7 +93,8 @@ def test_model_edits_keep_the_state_dict():
     model.backbone = nn.Conv2d(8, 8, 1)
     keys = list(model.state_dict())
     prepare_model(model, dict(channels_last=True, compile=dict(backend='eager')))
-    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert model.backbone.weight.is_contiguous(memory_format=torch.channels_last)
+    assert model[0].weight.is_contiguous()  # necks and heads keep the plain layout
     assert list(model.state_dict()) == keys  # in-place compile: no `_orig_mod.` prefix
 
 

@@ -1,4 +1,6 @@
 """TinyViM backbone: registry, configuration, shapes, training options, errors."""
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
@@ -135,6 +137,24 @@ def test_out_indices_and_norms():
     assert {'norm0', 'norm4'} <= names and not {'norm2', 'norm6'} & names
     outs = model.eval()(torch.rand(1, 3, 64, 64))
     assert [o.shape[1] for o in outs] == [48, 168]
+
+
+def test_outputs_keep_the_input_layout():
+    """Channels-last weights make every activation channels-last; the maps still come
+    back in the input's layout (what mmcv's RoIAlign needs), with the same values."""
+    torch.manual_seed(0)
+    plain = TinyViM('s').eval()
+    fast = copy.deepcopy(plain).to(memory_format=torch.channels_last)
+    x = torch.rand(2, 3, 96, 80)
+    cl = torch.channels_last
+    with torch.no_grad():
+        expected = plain(x)
+        for inp, layout in [(x, torch.contiguous_format), (x.contiguous(memory_format=cl), cl)]:
+            for model in (plain, fast):
+                outs = model(inp)
+                assert all(o.is_contiguous(memory_format=layout) for o in outs)
+                for o, e in zip(outs, expected):
+                    torch.testing.assert_close(o, e, rtol=1e-4, atol=1e-4)
 
 
 def test_frozen_stages_and_norm_eval():

@@ -164,6 +164,36 @@ def test_predict_800x1333(detector_s: torch.nn.Module) -> None:
     assert len(pred) > 0 and tuple(pred.masks.shape[1:]) == (800, 1333)
 
 
+@pytest.mark.parametrize('form', ['fast_training', 'inference'])
+def test_channels_last_backbone_keeps_roi_features(detector_s: torch.nn.Module,
+                                                   form: str) -> None:
+    """The fast forms run the backbone in channels-last memory (``fast_training``'s
+    ``channels_last``; the inference form, whose fused blocks also write channels-last).
+    mmcv's RoIAlign reads its input as NCHW memory whatever the strides: the RoI features
+    must not change (a channels-last neck output made them garbage, max difference ~ the
+    features' own size)."""
+    from tinyvim_mm.deploy import optimize_for_inference
+    from tinyvim_mm.engine.fast_training import prepare_model
+    fast = copy.deepcopy(detector_s)
+    if form == 'fast_training':
+        prepare_model(fast, dict(channels_last=True))
+    else:
+        optimize_for_inference(fast)
+    stem = fast.backbone.patch_embed[0]
+    assert (stem.reparam if form == 'inference' else stem.c).weight.is_contiguous(
+        memory_format=torch.channels_last)
+    fast.eval()
+    x = torch.rand(1, 3, 224, 256)
+    rois = torch.tensor([[0, 10., 20., 120., 150.], [0, 50., 30., 200., 210.]])
+    features = []
+    for model in (detector_s.eval(), fast):
+        with torch.no_grad():
+            maps = model.extract_feat(x)
+            features.append(model.roi_head.bbox_roi_extractor(maps[:4], rois))
+    assert features[0].abs().max() > 0.1
+    torch.testing.assert_close(features[1], features[0], rtol=1e-4, atol=1e-4)
+
+
 def test_sync_bn_keeps_checkpoint_layout(detector_s: torch.nn.Module) -> None:
     """What DDP training with ``sync_bn='torch'`` saves loads into the plain-BN model."""
     synced = convert_sync_batchnorm(copy.deepcopy(detector_s))

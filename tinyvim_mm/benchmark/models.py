@@ -34,7 +34,7 @@ TINYVIM = re.compile(r'^tinyvim-([sbl])(:fast)?$')
 #: ``optimize_for_inference`` options of ``tinyvim-X:fast`` (the fastest measured on H100).
 FAST_DEFAULTS = dict(fuse_blocks=True, fold_axial=True, scan_backend='triton')
 OPTIMIZE_KEYS = ('fuse_blocks', 'max_fused_channels', 'fuse_mixers', 'fold_axial',
-                 'scan_backend')
+                 'scan_backend', 'channels_last')
 
 
 def zoo_key(name: str) -> str:

@@ -21,7 +21,9 @@ class Treatment:
     Args:
         dtype: ``'fp32'``, or ``'fp16'`` / ``'bf16'`` autocast.
         half_weights: also store conv / linear weights (and the input) in ``dtype``.
-        channels_last: model and input in channels-last memory format.
+        channels_last: model and input in channels-last memory format (else the input
+            in NCHW and the model's weights as built: TinyViM's inference form keeps its
+            backbone channels-last, as ``tools/test.py --deploy`` runs it).
         reparameterize: fold the model where it can be folded (TinyViM: its rep layers;
             timm: ``timm.utils.reparameterize_model``; toolbox models: ``switch_to_deploy``).
         compile: ``torch.compile`` the model (``compile_mode``, ``compile_backend``).
@@ -95,7 +97,9 @@ def place(model: nn.Module, treatment: Treatment, device: torch.device) -> nn.Mo
     """``model`` with ``treatment``'s weights and memory format, on ``device``."""
     if treatment.half_weights:
         cast_weights(model, treatment.torch_dtype)
-    return model.to(device, memory_format=treatment.memory_format)
+    if treatment.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model.to(device)
 
 
 def place_input(x: torch.Tensor, treatment: Treatment, device: torch.device) -> torch.Tensor:

@@ -57,7 +57,7 @@ def export_onnx(model: nn.Module, path: str, img_size: int = 224, opset: int = 1
     it to ``path`` with a dynamic batch (and ``H``, ``W``). Input ``input``
     ``(B, 3, H, W)``, output ``logits``. Returns the model that was exported."""
     optimize_for_inference(model, fuse_blocks=False, fuse_mixers=False, fold_axial=True,
-                           scan_backend='torch')
+                           scan_backend='torch', channels_last=False)
     if isinstance(model, TinyViMClassifier):
         model = ExportClassifier(model).eval()
     axes = {0: 'batch', 2: 'height', 3: 'width'} if dynamic_hw else {0: 'batch'}

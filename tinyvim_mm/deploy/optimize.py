@@ -12,7 +12,11 @@ blocks swapped for their fused forms.
   (``AxialRepDW.to_dense()``),
 - selects a scan backend for every mixer (``'triton'``: fused 2-D scan + LayerNorm),
 - stores conv / linear weights in half precision (SSM parameters and norms stay
-  float32).
+  float32),
+- stores the TinyViM backbones' conv weights in channels-last memory format, so that
+  their activations are channels-last from the stem on (the fused kernels' layout, and
+  the faster one for oneDNN's CPU convolutions); the backbone returns its maps in its
+  input's layout, so necks and heads see what they saw before.
 
 Every fused module computes what it replaces (up to float rounding) and falls back to
 plain convolutions where its kernel cannot run (CPU, GPUs before Ampere, autograd),
@@ -23,7 +27,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from tinyvim_mm.models.backbones.tinyvim import LocalBlock, TinyViMBlock
+from tinyvim_mm.models.backbones.tinyvim import LocalBlock, TinyViM, TinyViMBlock
 from tinyvim_mm.models.layers import (AxialRepDW, FusedFFN, FusedLaplaceMixer, LaplaceMixer,
                                       SelectiveScan, switch_to_deploy)
 from tinyvim_mm.ops import check_backend
@@ -35,7 +39,8 @@ def optimize_for_inference(model: nn.Module,
                            fold_axial: bool = False,
                            scan_backend: Optional[str] = 'triton',
                            half: Optional[torch.dtype] = None,
-                           fuse_mixers: bool = True) -> nn.Module:
+                           fuse_mixers: bool = True,
+                           channels_last: bool = True) -> nn.Module:
     """Turn ``model`` (a TinyViM backbone or any model holding one) into its inference
     form, in place; it is left in eval mode.
 
@@ -50,6 +55,9 @@ def optimize_for_inference(model: nn.Module,
         half: ``torch.float16`` / ``torch.bfloat16`` to store the conv and linear
             weights in; run under autocast of that dtype.
         fuse_mixers: every Laplace mixer as a :class:`FusedLaplaceMixer`.
+        channels_last: the weights of every :class:`TinyViM` in ``model`` (``model``
+            itself included) in channels-last memory format; the rest of the model
+            keeps its layout.
 
     Returns:
         ``model``.
@@ -83,4 +91,7 @@ def optimize_for_inference(model: nn.Module,
         for module in model.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear, FusedFFN)):
                 module.to(half)
+    if channels_last:
+        for backbone in [m for m in model.modules() if isinstance(m, TinyViM)]:
+            backbone.to(memory_format=torch.channels_last)
     return model.eval()  # the new modules too

@@ -8,10 +8,14 @@ A config opts in with ``runner_type = 'FastTrainingRunner'`` and, for example::
 
 - ``amp``: ``'float16'`` / ``'bfloat16'`` mixed precision (the optim wrapper becomes its
   ``Amp*`` version: ``AGCOptimWrapper`` -> ``AmpAGCOptimWrapper``), or ``False``;
-- ``channels_last``: the model's weights (and so its activations) in channels-last memory
-  format, set before the model is wrapped for distributed training; the weights are
-  initialised in the plain layout (initialisers fill memory in order, so a channels-last
-  tensor would draw other values from the same seed), so both forms start alike;
+- ``channels_last``: the backbone's weights (and so its activations) in channels-last
+  memory format, set before the model is wrapped for distributed training; a TinyViM
+  backbone returns its maps in its input's layout (NCHW from the data preprocessors), so
+  necks and heads run as in the plain form (mmcv's ``RoIAlign`` reads NCHW memory
+  whatever the strides: a channels-last neck would feed it garbage, silently). The
+  weights are initialised in the plain layout (initialisers fill memory in order, so a
+  channels-last tensor would draw other values from the same seed), so both forms start
+  alike;
 - ``fused_optimizer``: the fused CUDA implementation of ``Adam`` / ``AdamW`` / ``SGD``;
 - ``compile``: ``torch.compile`` of the backbone in place (``nn.Module.compile``: the
   state-dict keys stay), ``True`` or the keyword arguments of ``torch.compile``.
@@ -26,6 +30,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
+from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -104,30 +109,38 @@ def apply_to_config(cfg, settings: dict) -> None:
         optimizer.fused = True
 
 
+def backbone_of(model: nn.Module) -> nn.Module:
+    """What the model edits apply to: the backbone of ``model`` (inside a DDP wrapper), or
+    the model if it has none."""
+    if is_model_wrapper(model):
+        model = model.module
+    return getattr(model, 'backbone', model)
+
+
 def prepare_model(model: nn.Module, settings: dict) -> nn.Module:
-    """The model edits: channels-last weights, a compiled backbone (in place)."""
+    """The model edits: channels-last backbone weights, a compiled backbone (in place)."""
     if settings.get('channels_last'):
-        model = model.to(memory_format=torch.channels_last)
+        backbone_of(model).to(memory_format=torch.channels_last)
     compile_cfg = settings.get('compile')
     if compile_cfg:
-        target = getattr(model, 'backbone', model)
-        target.compile(**(compile_cfg if isinstance(compile_cfg, dict) else {}))
+        backbone_of(model).compile(**(compile_cfg if isinstance(compile_cfg, dict) else {}))
     return model
 
 
 def init_in_plain_layout(model: nn.Module, init: Callable[[], None]) -> None:
-    """Run ``init`` (a weight initialiser of ``model``) with ``model``'s 4-D tensors in
+    """Run ``init`` (a weight initialiser of ``model``) with the backbone's 4-D tensors in
     the contiguous layout, then return them to channels-last, in place (parameters keep
     their identity, so optimizers and wrappers built on them stay valid).
 
     Random initialisers fill memory in order: on channels-last weights the same seed
     would give other weights than the plain form's.
     """
-    model.to(memory_format=torch.contiguous_format)
+    backbone = backbone_of(model)
+    backbone.to(memory_format=torch.contiguous_format)
     try:
         init()
     finally:
-        model.to(memory_format=torch.channels_last)
+        backbone.to(memory_format=torch.channels_last)
 
 
 def _plan(cfg) -> Tuple[dict, List[str]]:

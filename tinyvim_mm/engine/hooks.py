@@ -152,9 +152,11 @@ class InferenceFormHook(Hook):
 
     def __init__(self, fuse_blocks: bool = True, fuse_mixers: bool = True,
                  fold_axial: bool = True, scan_backend: Optional[str] = 'triton',
-                 cuda_graphs: bool = True, max_graphs: int = 16) -> None:
+                 channels_last: bool = True, cuda_graphs: bool = True,
+                 max_graphs: int = 16) -> None:
         self.kwargs = dict(fuse_blocks=fuse_blocks, fuse_mixers=fuse_mixers,
-                           fold_axial=fold_axial, scan_backend=scan_backend)
+                           fold_axial=fold_axial, scan_backend=scan_backend,
+                           channels_last=channels_last)
         from tinyvim_mm.deploy import check_max_graphs
         self.cuda_graphs = cuda_graphs
         self.max_graphs = check_max_graphs(max_graphs)

@@ -300,13 +300,20 @@ class TinyViM(BaseModule):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """``(B, in_channels, H, W)`` -> one ``(B, C_i, ~H/2^(i+2), ~W/2^(i+2))``
-        map per entry of ``out_indices``."""
+        map per entry of ``out_indices``.
+
+        The maps come back in ``x``'s memory format, whatever layout the blocks ran in
+        (channels-last weights and the fused inference blocks make the activations
+        channels-last): toolbox ops that read NCHW memory whatever the strides, such as
+        mmcv's ``RoIAlign``, get the layout their input had."""
         if x.dim() != 4:
             raise ValueError(f'TinyViM expects a 4-D (B, C, H, W) input, got shape '
                              f'{tuple(x.shape)}')
         if x.shape[1] != self.in_channels:
             raise ValueError(f'TinyViM was built for {self.in_channels} input channels, '
                              f'got an input with {x.shape[1]} (shape {tuple(x.shape)})')
+        layout = (torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
+                  and not x.is_contiguous() else torch.contiguous_format)
         x = self.patch_embed(x)
         outs = []
         for idx, layer in enumerate(self.network):
@@ -316,7 +323,7 @@ class TinyViM(BaseModule):
             else:
                 x = layer(x)
             if idx % 2 == 0 and idx // 2 in self.out_indices:
-                outs.append(getattr(self, f'norm{idx}')(x))
+                outs.append(getattr(self, f'norm{idx}')(x).contiguous(memory_format=layout))
         return tuple(outs)
 
     def _freeze_stages(self) -> None:
