@@ -194,6 +194,33 @@ def test_channels_last_backbone_keeps_roi_features(detector_s: torch.nn.Module,
     torch.testing.assert_close(features[1], features[0], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+def test_inference_form_keeps_roi_features_on_gpu(detector_s: torch.nn.Module,
+                                                  no_tf32) -> None:
+    """As ``tools/test.py --deploy`` runs it on a GPU (fused FFN blocks and mixers on
+    channels-last activations, the backbone replayed from CUDA graphs) under fp16
+    autocast: the maps reach the neck NCHW and the RoI features are the plain float32
+    model's within 1e-2 relative (eager call, capture, replay)."""
+    from tinyvim_mm.deploy import enable_cuda_graphs, optimize_for_inference
+    plain = copy.deepcopy(detector_s).cuda().eval()
+    fast = optimize_for_inference(copy.deepcopy(detector_s).cuda(), fold_axial=True)
+    enable_cuda_graphs(fast.backbone)
+    x = torch.rand(2, 3, 224, 256, device='cuda')
+    rois = torch.tensor([[0, 10., 20., 120., 150.], [1, 50., 30., 200., 210.]], device='cuda')
+
+    def roi_features(model: torch.nn.Module) -> torch.Tensor:
+        maps = model.extract_feat(x)
+        return model.roi_head.bbox_roi_extractor(maps[:4], rois).float()
+
+    with torch.no_grad():
+        expected = roi_features(plain)
+        for _ in range(3):
+            with torch.autocast('cuda', torch.float16):
+                assert all(m.is_contiguous() for m in fast.backbone(x))
+                got = roi_features(fast)
+            assert ((got - expected).norm() / expected.norm()).item() < 1e-2
+
+
 def test_sync_bn_keeps_checkpoint_layout(detector_s: torch.nn.Module) -> None:
     """What DDP training with ``sync_bn='torch'`` saves loads into the plain-BN model."""
     synced = convert_sync_batchnorm(copy.deepcopy(detector_s))
