@@ -102,6 +102,35 @@ def test_replay_matches_eager_per_shape_on_gpu(dtype):
     assert results[1][0][0].data_ptr() != results[2][0][0].data_ptr()
 
 
+@gpu
+def test_graphs_of_two_dtypes_interleaved_on_gpu():
+    """A float32 graph and an fp16-autocast graph of one model, called in turn: each
+    replays the weights its dtype's calls prepared (the fused FFN's cast and transposed
+    weights, the mixers' folded scan projection), which the other dtype's calls must not
+    free (a single cache slot did: the float32 graph then read freed memory)."""
+    model = optimize_for_inference(_backbone('s'), fold_axial=True).cuda()
+    x = torch.randn(2, 3, 224, 224, device='cuda')
+    half = torch.autocast('cuda', dtype=torch.float16)
+    with torch.no_grad():
+        expected = model(x)
+        with half:
+            expected_half = model(x)
+        enable_cuda_graphs(model)
+        fillers = []
+        for _ in range(4):  # eager, capture, replay, replay (per dtype)
+            got = model(x)
+            with half:
+                got_half = model(x)
+            # take whatever the calls freed, with garbage, while the graphs replay
+            fillers.append([torch.randn_like(p, dtype=dtype) for p in model.parameters()
+                            for dtype in (torch.float32, torch.float16)])
+            for outs, refs, tol in ((got, expected, 1e-3), (got_half, expected_half, 5e-3)):
+                for out, ref in zip(outs, refs):
+                    rel = float((out.float() - ref.float()).norm() / ref.float().norm())
+                    assert rel < tol, rel
+    assert len(model.forward.graphs) == 2
+
+
 def test_structured_inputs_qualify_only_as_tensors():
     """Necks and heads take tuples / lists of maps: those qualify (on CUDA); anything
     holding a non-tensor does not, and a signature tells structures and layouts apart."""

@@ -100,8 +100,8 @@ def test_triton_mixer_on_gpu(dtype, no_tf32):
 def test_folded_scan_weights_are_kept_for_inference_only():
     """In the deploy form, without gradients, the folded projection and ``A`` are computed
     once and reused (a batch-1 forward would otherwise spend five kernels per mixer on
-    them), recomputed after an in-place change of a parameter (``load_state_dict``) or
-    for another dtype; with gradients, or in the training form (whose weights MMEngine's
+    them), recomputed after an in-place change of a parameter (``load_state_dict``), one
+    pair per dtype (a CUDA graph replays the addresses of its dtype's pair); with gradients, or in the training form (whose weights MMEngine's
     EMA swaps through ``.data``, leaving the version alone), on every call."""
     from tinyvim_mm.models.layers import LaplaceMixer, switch_to_deploy
     torch.manual_seed(0)
@@ -128,6 +128,8 @@ def test_folded_scan_weights_are_kept_for_inference_only():
         assert torch.allclose(reloaded, fresh._scan_args(x)[0])
         assert not torch.allclose(reloaded, proj)
         assert mixer._scan_weights(torch.float64)[0].dtype == torch.float64
+        # one pair per dtype: the float64 call kept the float32 pair
+        assert mixer._scan_args(x)[1] is A2
     proj, A, _, _ = mixer._scan_args(x)
     (proj.sum() + A.sum()).backward()
     assert mixer.x_proj_weight.grad is not None and mixer.dt_projs_weight.grad is not None

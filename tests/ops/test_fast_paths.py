@@ -274,6 +274,34 @@ def test_fused_ffn_falls_back_on_cpu(monkeypatch, caplog):
         'using convolutions']
 
 
+def test_fused_ffn_kernel_weights_follow_the_module(monkeypatch):
+    """What the kernel is given: the module's current weights (a checkpoint loaded into a
+    fused model after ``optimize_for_inference`` reaches the kernel), cast and transposed
+    once per dtype, not per call; a call in one dtype keeps the other dtype's set (a CUDA
+    graph captured in that dtype replays its addresses)."""
+    ffn = sys.modules['tinyvim_mm.models.layers.ffn']
+    given = []
+    monkeypatch.setattr(ffn, 'fused_ffn_unsupported', lambda x: '')
+    monkeypatch.setattr(ffn, 'fused_ffn_transposed', lambda x, *w: given.append(w) or x)
+    fc1, fc2, dw = nn.Conv2d(8, 32, 1), nn.Conv2d(32, 8, 1), nn.Conv2d(8, 8, 3, 1, 1, groups=8)
+    block = FusedFFN(fc1, fc2, dw).eval()
+    x = torch.randn(1, 8, 4, 4)
+    with torch.no_grad():
+        block(x)
+        block(x.half())
+        block(x)
+        first, half, again = given
+        assert all(a is b for a, b in zip(first, again))  # kept
+        assert [t.dtype for t in half] == [torch.float16] * 6
+        expected = (fc1.weight.flatten(1).t(), fc1.bias, fc2.weight.flatten(1).t(), fc2.bias,
+                    dw.weight, dw.bias)
+        assert all(torch.equal(a, b) and a.is_contiguous() for a, b in zip(first, expected))
+        before = [t.clone() for t in first]
+        block.load_state_dict({k: v * 2 for k, v in block.state_dict().items()})
+        block(x)
+        assert all(torch.equal(a, 2 * b) for a, b in zip(given[-1], before))
+
+
 def test_optimize_for_inference_on_cpu(monkeypatch):
     """Structure of the inference form; on the CPU every fused module falls back
     and the model computes what the training form does."""

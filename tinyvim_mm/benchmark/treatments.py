@@ -7,7 +7,6 @@ from typing import Any, Callable, ContextManager, Dict, Optional
 import torch
 import torch.nn as nn
 
-from tinyvim_mm.models.layers import FusedFFN
 from tinyvim_mm.ops.cuda_graphs import capture
 
 DTYPES: Dict[str, torch.dtype] = {
@@ -85,10 +84,10 @@ class Treatment:
 
 
 def cast_weights(model: nn.Module, dtype: torch.dtype) -> nn.Module:
-    """Conv / linear / fused-FFN weights in ``dtype`` (norms and SSM parameters stay
-    float32), in place: one rule for every model."""
+    """Conv / linear weights in ``dtype`` (norms and SSM parameters stay float32), in
+    place: one rule for every model."""
     for module in model.modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear, FusedFFN)):
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
             module.to(dtype)
     return model
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 
 from tinyvim_mm.models.backbones.tinyvim import LocalBlock, TinyViM, TinyViMBlock
-from tinyvim_mm.models.layers import (AxialRepDW, FusedFFN, FusedLaplaceMixer, LaplaceMixer,
+from tinyvim_mm.models.layers import (AxialRepDW, FusedLaplaceMixer, LaplaceMixer,
                                       SelectiveScan, switch_to_deploy)
 from tinyvim_mm.ops import check_backend
 
@@ -89,7 +89,7 @@ def optimize_for_inference(model: nn.Module,
                 scan.backend = scan_backend
     if half is not None:
         for module in model.modules():
-            if isinstance(module, (nn.Conv2d, nn.Linear, FusedFFN)):
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
                 module.to(half)
     if channels_last:
         for backbone in [m for m in model.modules() if isinstance(m, TinyViM)]:

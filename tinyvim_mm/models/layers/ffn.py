@@ -1,5 +1,5 @@
 """Convolutional feed-forward network, and its fused inference form."""
-from typing import Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -47,20 +47,40 @@ class FusedFFN(nn.Module):
         self.dw = dw
         self.fc1 = fc1
         self.fc2 = fc2
-        # the kernel's weight layout, prepared once (inference weights are fixed)
-        self.register_buffer('w1t', fc1.weight.detach().flatten(1).t().contiguous(),
-                             persistent=False)
-        self.register_buffer('w2t', fc2.weight.detach().flatten(1).t().contiguous(),
-                             persistent=False)
+        self._weight_cache: Dict[torch.dtype, tuple] = {}
+
+    def kernel_weights(self, dtype: torch.dtype) -> Tuple[Optional[torch.Tensor], ...]:
+        """``(w1t, b1, w2t, b2, dw_weight, dw_bias)`` as the kernel reads them: in
+        ``dtype``, contiguous, the 1x1 weights transposed to ``(C, 4C)`` and ``(4C, C)``.
+
+        Kept between calls, one set per ``dtype``, until a weight they come from changes
+        (``load_state_dict`` bumps its version, ``.to()`` moves it): no transposes and,
+        under autocast, no casts per call. One set per dtype because a CUDA graph
+        captured in one dtype replays that set's addresses. Built on every call while
+        ``torch.compile`` traces (versions and pointers are not for it to trace)."""
+        dw = self.dw
+        sources = (self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias,
+                   None if dw is None else dw.weight, None if dw is None else dw.bias)
+        compiling = torch.compiler.is_compiling()
+        if not compiling:
+            key = tuple(None if t is None else (t.data_ptr(), t._version, t.dtype)
+                        for t in sources)
+            cached = self._weight_cache.get(dtype)
+            if cached is not None and cached[0] == key:
+                return cached[1]
+        w1, b1, w2, b2, dw_weight, dw_bias = sources
+        weights = tuple(None if t is None else t.detach().to(dtype).contiguous()
+                        for t in (w1.flatten(1).t(), b1, w2.flatten(1).t(), b2, dw_weight,
+                                  dw_bias))
+        if not compiling:
+            self._weight_cache[dtype] = key, weights
+        return weights
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training or torch.is_grad_enabled()):
             reason = fused_ffn_unsupported(x)
             if not reason:
-                dw = self.dw
-                return fused_ffn_transposed(x, self.w1t, self.fc1.bias, self.w2t,
-                                            self.fc2.bias, None if dw is None else dw.weight,
-                                            None if dw is None else dw.bias)
+                return fused_ffn_transposed(x, *self.kernel_weights(x.dtype))
             log_once(f'tinyvim_mm: fused FFN kernel unavailable ({reason}); using convolutions')
         y = x if self.dw is None else self.dw(x)
         return x + self.fc2(F.gelu(self.fc1(y)))

@@ -212,18 +212,22 @@ class LaplaceMixer(nn.Module):
         ``(4d + 8N, d)`` in ``dtype`` and ``A = -exp(A_logs)`` (float32).
 
         In the folded (deploy) form, without gradients and outside ``torch.compile``
-        (eager inference, CUDA-graph capture), both are kept until a parameter they come
-        from changes (``load_state_dict`` bumps its version; ``.to()`` moves it): five
-        small kernels per mixer and call fewer, which at batch 1 is most of their cost.
-        Training-form models build them on every call: their weights may also change
-        through ``.data``, which leaves the version alone (MMEngine's EMA swap)."""
+        (eager inference, CUDA-graph capture), both are kept, one pair per ``dtype``,
+        until a parameter they come from changes (``load_state_dict`` bumps its version;
+        ``.to()`` moves it): five small kernels per mixer and call fewer, which at batch 1
+        is most of their cost. One pair per dtype, not one in all: a CUDA graph captured
+        in one dtype replays the addresses of that dtype's pair, which a call in another
+        dtype must not free. Training-form models build them on every call: their
+        weights may also change through ``.data``, which leaves the version alone
+        (MMEngine's EMA swap)."""
         cache = (self.in_proj.deploy and not torch.is_grad_enabled()
                  and not torch.compiler.is_compiling())
         if cache:  # (data pointers and versions are not for torch.compile to trace)
             params = (self.x_proj_weight, self.dt_projs_weight, self.A_logs)
-            key = (dtype, ) + tuple((p.data_ptr(), p._version) for p in params)
-            if getattr(self, '_scan_weight_cache', (None, ))[0] == key:
-                return self._scan_weight_cache[1]
+            key = tuple((p.data_ptr(), p._version, p.dtype) for p in params)
+            cached = self.__dict__.setdefault('_scan_weight_cache', {}).get(dtype)
+            if cached is not None and cached[0] == key:
+                return cached[1]
         k, n, r, d = NUM_DIRECTIONS, self.d_state, self.dt_rank, self.low_channels
         with torch.autocast(self.A_logs.device.type, enabled=False):
             x_proj = self.x_proj_weight.float()  # (K, r + 2N, d)
@@ -232,7 +236,7 @@ class LaplaceMixer(nn.Module):
                                 x_proj[:, r + n:].reshape(k * n, d)]).to(dtype)
             weights = weight, -torch.exp(self.A_logs.float())
         if cache:
-            self._scan_weight_cache = key, weights
+            self._scan_weight_cache[dtype] = key, weights
         return weights
 
     def _ssm_export(self, x: torch.Tensor) -> torch.Tensor:
