@@ -1,9 +1,14 @@
-"""ONNX Runtime latency on the CPU: TinyViM classifiers and timm peers exported the same
-way (folded / reparameterized, opset 17, dynamic batch and size), timed side by side in
-one process, interleaved (A, B, C, C, B, A, ...), with per-round ratios to a reference.
+"""Batch-1 latency on the CPU, timed side by side in one process, interleaved (A, B, C,
+C, B, A, ...), with per-round ratios to a reference; in one of two runtimes:
+
+- ``onnxruntime``: TinyViM classifiers and timm peers exported the same way (folded /
+  reparameterized, opset 17, dynamic batch and size);
+- ``torch``: PyTorch eager, the models as :mod:`tinyvim_mm.benchmark.models` names them
+  (``tinyvim-s`` folded, ``tinyvim-s:fast`` the inference form, ``timm:NAME``
+  reparameterized), optionally with model and input channels-last.
 
 Two clocks: ``wall`` (what a deployment sees; noisy on a shared machine) and ``cpu``
-(CPU time of the calling thread: with one intra-op thread onnxruntime computes on the
+(CPU time of the calling thread: with one intra-op thread both runtimes compute on the
 caller, so time lost to other processes is not counted; repeatable within ~1 %)."""
 import statistics
 import time
@@ -13,12 +18,14 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+import torch.nn as nn
 
 from tinyvim_mm.deploy import export_onnx
 from tinyvim_mm.models import TinyViMClassifier
-from .models import randomise_bn
+from .models import randomise_bn, zoo_key
 
 CLOCKS = {'wall': time.perf_counter, 'cpu': time.thread_time}
+RUNTIMES = ('onnxruntime', 'torch')
 
 
 def export_model(name: str, path: Path, img_size: int = 224) -> Path:
@@ -26,7 +33,10 @@ def export_model(name: str, path: Path, img_size: int = 224) -> Path:
     ``timm:NAME`` (reparameterized where timm can) as an ONNX file at ``path``."""
     torch.manual_seed(0)
     if name.startswith('tinyvim-'):
-        model = randomise_bn(TinyViMClassifier(name.split('-')[1], scan_backend='torch').eval())
+        if name not in ('tinyvim-s', 'tinyvim-b', 'tinyvim-l'):
+            raise ValueError(f'{name!r}: onnxruntime takes tinyvim-s|b|l (exported in the one '
+                             "export form); ':fast' forms are for the torch runtime")
+        model = randomise_bn(TinyViMClassifier(name[-1], scan_backend='torch').eval())
         export_onnx(model, str(path), img_size)
         return path
     if not name.startswith('timm:'):
@@ -41,6 +51,14 @@ def export_model(name: str, path: Path, img_size: int = 224) -> Path:
                           opset_version=17, input_names=['input'], output_names=['logits'],
                           dynamo=False, dynamic_axes={'input': axes, 'logits': {0: 'batch'}})
     return path
+
+
+def torch_model(name: str, channels_last: bool = False) -> nn.Module:
+    """``name`` (see the module docstring) in eval mode on the CPU, random weights and
+    randomised BatchNorm statistics; model channels-last if ``channels_last``."""
+    from .models import build_classifier, parse_model
+    model = build_classifier(parse_model(name), reparameterize=True)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
 def session(path: Path, threads: int):
@@ -73,11 +91,18 @@ def interleaved(calls: Dict[str, Callable[[], object]], rounds: int, per_round: 
     return times
 
 
-def onnx_latency(models: Sequence[str], out_dir: Path, reference: Optional[str] = None,
-                 threads: int = 2, clock: str = 'wall', rounds: int = 30, per_round: int = 3,
-                 img_size: int = 224) -> List[Dict[str, object]]:
-    """Batch-1 latency (ms: median, p10, p90) of each model and the median of its per-round
-    ratios to ``reference`` (default: the first model)."""
+def cpu_latency(models: Sequence[str], out_dir: Path, reference: Optional[str] = None,
+                threads: int = 2, clock: str = 'wall', rounds: int = 30, per_round: int = 3,
+                img_size: int = 224, runtime: str = 'onnxruntime',
+                channels_last: bool = False) -> List[Dict[str, object]]:
+    """Batch-1 latency (ms: median, p10, p90) of each model in ``runtime`` and the median
+    of its per-round ratios to ``reference`` (default: the first model). ONNX files go
+    to ``out_dir``; ``channels_last`` (``torch`` only): model and input channels-last."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f'runtime must be one of {RUNTIMES}, got {runtime!r}')
+    if channels_last and runtime != 'torch':
+        raise ValueError('channels_last is a layout of the torch runtime; onnxruntime picks '
+                         'its own')
     if clock not in CLOCKS:
         raise ValueError(f'clock must be one of {sorted(CLOCKS)}, got {clock!r}')
     if clock == 'cpu' and threads != 1:
@@ -85,14 +110,24 @@ def onnx_latency(models: Sequence[str], out_dir: Path, reference: Optional[str] 
     reference = reference or models[0]
     if reference not in models:
         raise ValueError(f'reference {reference!r} is not among the models {list(models)}')
-    torch.set_num_threads(threads)
     x = np.random.default_rng(0).standard_normal((1, 3, img_size, img_size), np.float32)
     calls = {}
-    for name in models:
-        path = export_model(name, out_dir / f'{name.replace(":", "_")}.onnx', img_size)
-        sess = session(path, threads)
-        calls[name] = lambda sess=sess: sess.run(None, {'input': x})
-    times = interleaved(calls, rounds, per_round, CLOCKS[clock])
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for name in models:
+            if runtime == 'torch':
+                model = torch_model(name, channels_last)
+                image = torch.from_numpy(x).contiguous(
+                    memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+                calls[name] = torch.no_grad()(lambda model=model, image=image: model(image))
+            else:
+                path = export_model(name, out_dir / f'{name.replace(":", "_")}.onnx', img_size)
+                sess = session(path, threads)
+                calls[name] = lambda sess=sess: sess.run(None, {'input': x})
+        times = interleaved(calls, rounds, per_round, CLOCKS[clock])
+    finally:
+        torch.set_num_threads(torch_threads)
     ref = np.asarray(times[reference]).reshape(rounds, per_round).mean(1)
     rows = []
     for name, samples in times.items():
@@ -101,7 +136,8 @@ def onnx_latency(models: Sequence[str], out_dir: Path, reference: Optional[str] 
         rows.append(dict(model=name, median_ms=float(np.median(ms)),
                          p10_ms=float(np.percentile(ms, 10)), p90_ms=float(np.percentile(ms, 90)),
                          ratio=float(statistics.median(per_round_ratio)), reference=reference,
-                         threads=threads, clock=clock))
+                         threads=threads, clock=clock, runtime=runtime,
+                         channels_last=channels_last))
     return rows
 
 
@@ -111,7 +147,7 @@ def latency_table(rows: List[Dict[str, object]], top1: Dict[str, float]) -> str:
     lines = [f'| model | ImageNet top-1 | median ms | p10 | p90 | × {ref} (per-round median) |',
              '|---|---|---|---|---|---|']
     for row in rows:
-        t1 = top1.get(row['model'])
+        t1 = top1.get(zoo_key(row['model']))
         lines.append(f"| {row['model']} | {'—' if t1 is None else f'{t1:g}'} | "
                      f"{row['median_ms']:.2f} | {row['p10_ms']:.2f} | {row['p90_ms']:.2f} | "
                      f"{row['ratio']:.3f} |")
