@@ -222,5 +222,9 @@ def test_inference_form_hook_graphs_the_tinyvim_backbone(graphs):
     assert model.backbone.deploy and not model.training
     assert cuda_graphs_enabled(model.backbone) == graphs
     assert not cuda_graphs_enabled(model)
+    assert model.backbone.patch_embed[0].reparam.weight.is_contiguous(
+        memory_format=torch.channels_last)  # the inference form's backbone layout
     with pytest.raises(ValueError, match='max_graphs'):
         InferenceFormHook(max_graphs=0)
+    with pytest.raises(ValueError, match="Unknown selective-scan backend 'trition'"):
+        InferenceFormHook(scan_backend='trition')

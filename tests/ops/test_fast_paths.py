@@ -323,6 +323,21 @@ def test_optimize_for_inference_on_cpu(monkeypatch):
     assert mixer.A_logs.dtype == mixer.out_norm.weight.dtype == torch.float32
 
 
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(max_fused_channels=512), r'max_fused_channels must be an int in \[1, 256\]'),
+    (dict(max_fused_channels=0), 'max_fused_channels'),
+    (dict(max_fused_channels=True), 'max_fused_channels'),
+    (dict(half='fp16'), 'half must be None, torch.float16 or torch.bfloat16'),
+    (dict(half=torch.float32), 'half must be'),
+    (dict(scan_backend='fast'), 'Unknown selective-scan backend'),
+])
+def test_optimize_for_inference_rejects_bad_arguments_first(kwargs, match):
+    model = TinyViM('s')
+    with pytest.raises(ValueError, match=match):
+        optimize_for_inference(model, **kwargs)
+    assert model.training and not model.deploy  # untouched
+
+
 def test_dense_axial_fold_is_exact():
     axial = AxialRepDW(10)
     randomise(axial).eval()

@@ -31,6 +31,7 @@ from tinyvim_mm.models.backbones.tinyvim import LocalBlock, TinyViM, TinyViMBloc
 from tinyvim_mm.models.layers import (AxialRepDW, FusedLaplaceMixer, LaplaceMixer,
                                       SelectiveScan, switch_to_deploy)
 from tinyvim_mm.ops import check_backend
+from tinyvim_mm.ops.ffn import MAX_CHANNELS
 
 
 def optimize_for_inference(model: nn.Module,
@@ -61,9 +62,20 @@ def optimize_for_inference(model: nn.Module,
 
     Returns:
         ``model``.
+
+    Raises:
+        ValueError: an unknown scan backend, ``max_fused_channels`` outside ``[1, 256]``
+            or ``half`` not ``None`` / ``torch.float16`` / ``torch.bfloat16`` (before the
+            model is touched).
     """
     if scan_backend is not None:
         check_backend(scan_backend)
+    if (isinstance(max_fused_channels, bool) or not isinstance(max_fused_channels, int)
+            or not 1 <= max_fused_channels <= MAX_CHANNELS):
+        raise ValueError(f'max_fused_channels must be an int in [1, {MAX_CHANNELS}] (the '
+                         f'widest block the fused FFN kernel takes), got {max_fused_channels!r}')
+    if half not in (None, torch.float16, torch.bfloat16):
+        raise ValueError(f'half must be None, torch.float16 or torch.bfloat16, got {half!r}')
     switch_to_deploy(model)
     model.eval()
     if fold_axial:
