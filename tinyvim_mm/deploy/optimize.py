@@ -34,6 +34,21 @@ from tinyvim_mm.ops import check_backend
 from tinyvim_mm.ops.ffn import MAX_CHANNELS
 
 
+def check_inference_options(scan_backend: Optional[str] = None, max_fused_channels: int = 128,
+                            half: Optional[torch.dtype] = None) -> None:
+    """Raise a ``ValueError`` naming the problem for an unknown scan backend,
+    ``max_fused_channels`` outside ``[1, 256]`` or ``half`` not ``None`` /
+    ``torch.float16`` / ``torch.bfloat16`` (:func:`optimize_for_inference`'s arguments)."""
+    if scan_backend is not None:
+        check_backend(scan_backend)
+    if (isinstance(max_fused_channels, bool) or not isinstance(max_fused_channels, int)
+            or not 1 <= max_fused_channels <= MAX_CHANNELS):
+        raise ValueError(f'max_fused_channels must be an int in [1, {MAX_CHANNELS}] (the '
+                         f'widest block the fused FFN kernel takes), got {max_fused_channels!r}')
+    if half not in (None, torch.float16, torch.bfloat16):
+        raise ValueError(f'half must be None, torch.float16 or torch.bfloat16, got {half!r}')
+
+
 def optimize_for_inference(model: nn.Module,
                            fuse_blocks: bool = True,
                            max_fused_channels: int = 128,
@@ -64,18 +79,9 @@ def optimize_for_inference(model: nn.Module,
         ``model``.
 
     Raises:
-        ValueError: an unknown scan backend, ``max_fused_channels`` outside ``[1, 256]``
-            or ``half`` not ``None`` / ``torch.float16`` / ``torch.bfloat16`` (before the
-            model is touched).
+        ValueError: see :func:`check_inference_options` (before the model is touched).
     """
-    if scan_backend is not None:
-        check_backend(scan_backend)
-    if (isinstance(max_fused_channels, bool) or not isinstance(max_fused_channels, int)
-            or not 1 <= max_fused_channels <= MAX_CHANNELS):
-        raise ValueError(f'max_fused_channels must be an int in [1, {MAX_CHANNELS}] (the '
-                         f'widest block the fused FFN kernel takes), got {max_fused_channels!r}')
-    if half not in (None, torch.float16, torch.bfloat16):
-        raise ValueError(f'half must be None, torch.float16 or torch.bfloat16, got {half!r}')
+    check_inference_options(scan_backend, max_fused_channels, half)
     switch_to_deploy(model)
     model.eval()
     if fold_axial:

@@ -157,10 +157,8 @@ class InferenceFormHook(Hook):
         self.kwargs = dict(fuse_blocks=fuse_blocks, fuse_mixers=fuse_mixers,
                            fold_axial=fold_axial, scan_backend=scan_backend,
                            channels_last=channels_last)
-        from tinyvim_mm.deploy import check_max_graphs
-        from tinyvim_mm.ops import check_backend
-        if scan_backend is not None:
-            check_backend(scan_backend)  # a typo fails at build time, not after loading
+        from tinyvim_mm.deploy import check_inference_options, check_max_graphs
+        check_inference_options(scan_backend)  # a typo fails when built, not after loading
         self.cuda_graphs = cuda_graphs
         self.max_graphs = check_max_graphs(max_graphs)
 
