@@ -22,7 +22,7 @@ import torch.nn as nn
 
 from tinyvim_mm.deploy import export_onnx
 from tinyvim_mm.models import TinyViMClassifier
-from .models import randomise_bn, zoo_key
+from .models import build_classifier, parse_model, randomise_bn, zoo_key
 
 CLOCKS = {'wall': time.perf_counter, 'cpu': time.thread_time}
 RUNTIMES = ('onnxruntime', 'torch')
@@ -56,7 +56,6 @@ def export_model(name: str, path: Path, img_size: int = 224) -> Path:
 def torch_model(name: str, channels_last: bool = False) -> nn.Module:
     """``name`` (see the module docstring) in eval mode on the CPU, random weights and
     randomised BatchNorm statistics; model channels-last if ``channels_last``."""
-    from .models import build_classifier, parse_model
     model = build_classifier(parse_model(name), reparameterize=True)
     return model.to(memory_format=torch.channels_last) if channels_last else model
 

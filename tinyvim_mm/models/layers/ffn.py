@@ -1,5 +1,5 @@
 """Convolutional feed-forward network, and its fused inference form."""
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from tinyvim_mm.ops import fused_ffn_transposed, fused_ffn_unsupported
 from tinyvim_mm.ops.device import log_once
 from .conv_bn import ConvBN
+from .weight_cache import DerivedWeights
 
 
 class ConvFFN(nn.Module):
@@ -47,34 +48,23 @@ class FusedFFN(nn.Module):
         self.dw = dw
         self.fc1 = fc1
         self.fc2 = fc2
-        self._weight_cache: Dict[torch.dtype, tuple] = {}
+        self._kernel_weights = DerivedWeights()
 
     def kernel_weights(self, dtype: torch.dtype) -> Tuple[Optional[torch.Tensor], ...]:
         """``(w1t, b1, w2t, b2, dw_weight, dw_bias)`` as the kernel reads them: in
-        ``dtype``, contiguous, the 1x1 weights transposed to ``(C, 4C)`` and ``(4C, C)``.
-
-        Kept between calls, one set per ``dtype``, until a weight they come from changes
-        (``load_state_dict`` bumps its version, ``.to()`` moves it): no transposes and,
-        under autocast, no casts per call. One set per dtype because a CUDA graph
-        captured in one dtype replays that set's addresses. Built on every call while
-        ``torch.compile`` traces (versions and pointers are not for it to trace)."""
+        ``dtype``, contiguous, the 1x1 weights transposed to ``(C, 4C)`` and ``(4C, C)``;
+        kept per dtype until a weight they come from changes (:class:`DerivedWeights`):
+        no transposes and, under autocast, no casts per call."""
         dw = self.dw
         sources = (self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias,
                    None if dw is None else dw.weight, None if dw is None else dw.bias)
-        compiling = torch.compiler.is_compiling()
-        if not compiling:
-            key = tuple(None if t is None else (t.data_ptr(), t._version, t.dtype)
-                        for t in sources)
-            cached = self._weight_cache.get(dtype)
-            if cached is not None and cached[0] == key:
-                return cached[1]
-        w1, b1, w2, b2, dw_weight, dw_bias = sources
-        weights = tuple(None if t is None else t.detach().to(dtype).contiguous()
-                        for t in (w1.flatten(1).t(), b1, w2.flatten(1).t(), b2, dw_weight,
-                                  dw_bias))
-        if not compiling:
-            self._weight_cache[dtype] = key, weights
-        return weights
+
+        def build() -> Tuple[Optional[torch.Tensor], ...]:
+            w1, b1, w2, b2, dw_weight, dw_bias = sources
+            return tuple(None if t is None else t.detach().to(dtype).contiguous()
+                         for t in (w1.flatten(1).t(), b1, w2.flatten(1).t(), b2, dw_weight,
+                                   dw_bias))
+        return self._kernel_weights.get(dtype, sources, build)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training or torch.is_grad_enabled()):

@@ -15,6 +15,7 @@ from tinyvim_mm.ops.device import log_once
 from .conv_bn import ConvBN
 from .rep_dw import AxialRepDW, RepDW
 from .reparam import switch_to_deploy
+from .weight_cache import DerivedWeights
 
 NUM_DIRECTIONS = 4
 
@@ -137,6 +138,7 @@ class LaplaceMixer(nn.Module):
         self.A_logs = nn.Parameter(torch.empty(k * low, d_state))
         self.Ds = nn.Parameter(torch.empty(k * low))
         self.scan = SelectiveScan(scan_backend)
+        self._scan_weight_cache = DerivedWeights()
         self.out_norm = nn.LayerNorm(low)
         self.out_proj = ConvBN(channels, channels, deploy=deploy)
         self.reset_ssm_parameters()
@@ -211,33 +213,24 @@ class LaplaceMixer(nn.Module):
         """The folded ``[dt_proj @ x_proj[:r]; x_proj[B]; x_proj[C]]`` projection
         ``(4d + 8N, d)`` in ``dtype`` and ``A = -exp(A_logs)`` (float32).
 
-        In the folded (deploy) form, without gradients and outside ``torch.compile``
-        (eager inference, CUDA-graph capture), both are kept, one pair per ``dtype``,
-        until a parameter they come from changes (``load_state_dict`` bumps its version;
-        ``.to()`` moves it): five small kernels per mixer and call fewer, which at batch 1
-        is most of their cost. One pair per dtype, not one in all: a CUDA graph captured
-        in one dtype replays the addresses of that dtype's pair, which a call in another
-        dtype must not free. Training-form models build them on every call: their
-        weights may also change through ``.data``, which leaves the version alone
-        (MMEngine's EMA swap)."""
-        cache = (self.in_proj.deploy and not torch.is_grad_enabled()
-                 and not torch.compiler.is_compiling())
-        if cache:  # (data pointers and versions are not for torch.compile to trace)
-            params = (self.x_proj_weight, self.dt_projs_weight, self.A_logs)
-            key = tuple((p.data_ptr(), p._version, p.dtype) for p in params)
-            cached = self.__dict__.setdefault('_scan_weight_cache', {}).get(dtype)
-            if cached is not None and cached[0] == key:
-                return cached[1]
-        k, n, r, d = NUM_DIRECTIONS, self.d_state, self.dt_rank, self.low_channels
-        with torch.autocast(self.A_logs.device.type, enabled=False):
-            x_proj = self.x_proj_weight.float()  # (K, r + 2N, d)
-            dt_weight = torch.bmm(self.dt_projs_weight.float(), x_proj[:, :r])  # (K, d, d)
-            weight = torch.cat([dt_weight.reshape(k * d, d), x_proj[:, r:r + n].reshape(k * n, d),
-                                x_proj[:, r + n:].reshape(k * n, d)]).to(dtype)
-            weights = weight, -torch.exp(self.A_logs.float())
-        if cache:
-            self._scan_weight_cache[dtype] = key, weights
-        return weights
+        In the folded (deploy) form without gradients both are kept, per ``dtype``, until
+        a parameter they come from changes (:class:`DerivedWeights`): five small kernels
+        per mixer and call fewer, which at batch 1 is most of their cost. Training-form
+        models build them on every call: their weights may also change through ``.data``,
+        which leaves the version alone (MMEngine's EMA swap)."""
+        def build() -> Tuple[torch.Tensor, torch.Tensor]:
+            k, n, r, d = NUM_DIRECTIONS, self.d_state, self.dt_rank, self.low_channels
+            with torch.autocast(self.A_logs.device.type, enabled=False):
+                x_proj = self.x_proj_weight.float()  # (K, r + 2N, d)
+                dt_weight = torch.bmm(self.dt_projs_weight.float(), x_proj[:, :r])  # (K, d, d)
+                weight = torch.cat([dt_weight.reshape(k * d, d),
+                                    x_proj[:, r:r + n].reshape(k * n, d),
+                                    x_proj[:, r + n:].reshape(k * n, d)]).to(dtype)
+                return weight, -torch.exp(self.A_logs.float())
+        if not self.in_proj.deploy or torch.is_grad_enabled():
+            return build()
+        return self._scan_weight_cache.get(
+            dtype, (self.x_proj_weight, self.dt_projs_weight, self.A_logs), build)
 
     def _ssm_export(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`ssm` while exporting to ONNX (float32, any batch and size): channels last
