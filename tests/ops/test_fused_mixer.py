@@ -221,6 +221,32 @@ def test_fused_mixer_falls_back_on_cpu(monkeypatch, caplog):
     assert xg.grad is not None and not caplog.records
 
 
+def test_fused_mixer_is_plain_under_torch_compile(monkeypatch, caplog):
+    """Traced by ``torch.compile`` the fused mixer runs the plain ops (inductor fuses them
+    better than it can around the kernels), silently, where the kernels would be taken
+    eagerly."""
+    from tinyvim_mm.models.layers import LaplaceMixer
+    from tinyvim_mm.models.layers import laplace_mixer
+
+    def kernel(*args, **kwargs):
+        raise AssertionError('the fused kernel ran')
+
+    monkeypatch.setattr(laplace_mixer, 'fused_mixer_unsupported', lambda t: '')
+    monkeypatch.setattr(laplace_mixer, 'silu_avg_pool', kernel)
+    mixer = randomise_bn(LaplaceMixer(16, 0.5, 2, scan_backend='torch')).eval()
+    x = torch.randn(2, 16, 8, 6).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = mixer(x)
+        fused = copy.deepcopy(mixer).to_fused()
+        with pytest.raises(AssertionError, match='the fused kernel ran'):
+            fused(x)
+        torch._dynamo.reset()
+        with caplog.at_level(logging.WARNING, logger='tinyvim_mm'):
+            got = torch.compile(fused, backend='eager', fullgraph=True)(x)
+    torch._dynamo.reset()
+    assert (got - expected).abs().max().item() < 1e-5 and not caplog.records
+
+
 def test_fused_mixer_structure():
     """``to_fused`` folds first; a fused mixer needs a folded one; a second
     ``optimize_for_inference`` does not wrap twice; ``fuse_mixers=False`` keeps them."""

@@ -294,8 +294,12 @@ class FusedLaplaceMixer(nn.Module):
 
     Where the kernels cannot run (CPU, no Triton) or the activations are not
     channels-last (the kernels' tiles are coalesced along channels) it computes the same
-    with the mixer's ops, with a one-line log; with gradients, in training mode and while
-    exporting to ONNX, silently.
+    with the mixer's ops, with a one-line log; with gradients, in training mode, while
+    exporting to ONNX and while ``torch.compile`` traces it, silently. Compiled, the plain
+    ops are faster: inductor fuses them with their neighbours, which it cannot do across
+    the two kernels (TinyViM-S on an H200, fp16, channels-last: 1.08x the throughput at
+    batch 1024 and 1.08x shorter batch-1 latency than with the kernels; eager, the kernels
+    are 1.31x resp. 1.04x faster).
 
     Args:
         mixer: the folded mixer (its weights are used, not copied).
@@ -312,7 +316,8 @@ class FusedLaplaceMixer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mixer = self.mixer
         t = mixer.conv2d(mixer.in_proj(x))
-        if self.training or torch.is_grad_enabled() or torch.onnx.is_in_onnx_export():
+        if (self.training or torch.is_grad_enabled() or torch.onnx.is_in_onnx_export()
+                or torch.compiler.is_compiling()):
             return mixer.out_proj(mixer.mix(t))
         reason = fused_mixer_unsupported(t)
         if not reason and not t.is_contiguous(memory_format=torch.channels_last):
