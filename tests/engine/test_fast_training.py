@@ -14,8 +14,9 @@ from mmengine.hooks import Hook
 from conftest import REPO
 from tinyvim_mm.datasets import make_toy_ade
 from tinyvim_mm.engine.fast_training import (FastTrainingRunner, apply_to_config,
-                                             init_in_plain_layout, plan_fast_training,
-                                             prepare_model, uses_cuda_graphs)
+                                             compile_kwargs, init_in_plain_layout,
+                                             plan_fast_training, prepare_model,
+                                             uses_cuda_graphs)
 
 FULL = dict(amp='float16', channels_last=True, fused_optimizer=True, compile=True)
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
@@ -55,6 +56,25 @@ def test_cuda_graphs_only_where_they_are_correct():
     assert 'compile' not in settings and 'ROCm' in notes[0]
     plain = dict(compile=True)  # no graphs: accumulation is fine
     assert plan_fast_training(plain, (9, 0), accumulation=4) == (plain, [])
+
+
+def test_compile_setting_forms():
+    """``True``, a mode string (what ``--cfg-options fast_training.compile=MODE`` gives over
+    a config's ``compile=False``) and a dict; anything else is an error naming it."""
+    assert compile_kwargs(True) == {}
+    assert compile_kwargs('reduce-overhead') == dict(mode='reduce-overhead')
+    assert compile_kwargs(dict(mode='default', dynamic=False)) == dict(mode='default',
+                                                                    dynamic=False)
+    assert uses_cuda_graphs('reduce-overhead') and not uses_cuda_graphs('default')
+    settings, notes = plan_fast_training(dict(compile='max-autotune'), (9, 0), accumulation=2)
+    assert settings == {} and 'compile off' in notes[0]
+    for bad, match in [('fast', "unknown torch.compile mode 'fast'"),
+                       (3, 'must be False, True, a torch.compile mode or a dict')]:
+        with pytest.raises(ValueError, match=match):
+            plan_fast_training(dict(compile=bad), (9, 0))
+    cfg = Config.fromfile(str(REPO / 'configs/fpn_tinyvim_b_ade20k_40k.py'))
+    cfg.merge_from_dict({'fast_training.compile': 'reduce-overhead'})
+    assert plan_fast_training(cfg.fast_training, (9, 0))[0] == dict(compile='reduce-overhead')
 
 
 def test_config_edits():

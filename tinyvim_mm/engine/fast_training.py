@@ -18,7 +18,10 @@ A config opts in with ``runner_type = 'FastTrainingRunner'`` and, for example::
   alike;
 - ``fused_optimizer``: the fused CUDA implementation of ``Adam`` / ``AdamW`` / ``SGD``;
 - ``compile``: ``torch.compile`` of the backbone in place (``nn.Module.compile``: the
-  state-dict keys stay), ``True`` or the keyword arguments of ``torch.compile``.
+  state-dict keys stay), ``True``, the keyword arguments of ``torch.compile`` or, short
+  for ``dict(mode=...)``, one of its modes (``--cfg-options
+  fast_training.compile=reduce-overhead`` replaces a config's ``compile=False``, which a
+  dict given on the command line cannot without ``_delete_``).
 
 They apply on CUDA devices only; elsewhere (CPU runs, tests) training runs in the plain
 form, with one log line saying so. Any of them is turned off from the command line, e.g.
@@ -40,13 +43,35 @@ from .runner import enable_amp
 DEFAULTS: Dict[str, object] = dict(amp=False, channels_last=False, fused_optimizer=False,
                                    compile=False)
 FUSED_OPTIMIZERS = ('Adam', 'AdamW', 'SGD')
+COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
+
+
+def compile_kwargs(compile_cfg: object) -> dict:
+    """The keyword arguments of ``torch.compile`` that a ``compile`` setting stands for:
+    ``True`` none, a mode string ``dict(mode=...)``, a dict itself.
+
+    Raises:
+        ValueError: any other value, or an unknown mode.
+    """
+    if compile_cfg is True:
+        return {}
+    if isinstance(compile_cfg, str):
+        if compile_cfg not in COMPILE_MODES:
+            raise ValueError(f'fast_training.compile: unknown torch.compile mode '
+                             f'{compile_cfg!r}; valid: {COMPILE_MODES}')
+        return dict(mode=compile_cfg)
+    if isinstance(compile_cfg, dict):
+        return dict(compile_cfg)
+    raise ValueError('fast_training.compile must be False, True, a torch.compile mode or a '
+                     f'dict of its keyword arguments, got {compile_cfg!r}')
 
 
 def uses_cuda_graphs(compile_cfg: object) -> bool:
-    """Whether ``torch.compile`` keyword arguments record CUDA graphs (inductor's
+    """Whether a ``compile`` setting records CUDA graphs (inductor's
     ``reduce-overhead`` and ``max-autotune`` modes, or ``triton.cudagraphs``)."""
-    if not isinstance(compile_cfg, dict):
+    if not compile_cfg:
         return False
+    compile_cfg = compile_kwargs(compile_cfg)
     options = compile_cfg.get('options') or {}
     return (compile_cfg.get('mode') in ('reduce-overhead', 'max-autotune')
             or bool(options.get('triton.cudagraphs')))
@@ -65,7 +90,7 @@ def plan_fast_training(settings: Optional[dict], capability: Optional[Tuple[int,
     ROCm (inductor's graph trees train worse there, pytorch/pytorch#187715).
 
     Raises:
-        ValueError: an unknown setting or ``amp`` value.
+        ValueError: an unknown setting, ``amp`` or ``compile`` value.
     """
     settings = dict(settings or {})
     unknown = set(settings) - set(DEFAULTS)
@@ -75,6 +100,8 @@ def plan_fast_training(settings: Optional[dict], capability: Optional[Tuple[int,
     if settings.get('amp') not in (False, None, 'float16', 'bfloat16'):
         raise ValueError(f"fast_training.amp must be 'float16', 'bfloat16' or False, got "
                          f"{settings['amp']!r}")
+    if settings.get('compile'):
+        compile_kwargs(settings['compile'])
     wanted = {k: v for k, v in settings.items() if v}
     if not wanted:
         return {}, []
@@ -123,7 +150,7 @@ def prepare_model(model: nn.Module, settings: dict) -> nn.Module:
         backbone_of(model).to(memory_format=torch.channels_last)
     compile_cfg = settings.get('compile')
     if compile_cfg:
-        backbone_of(model).compile(**(compile_cfg if isinstance(compile_cfg, dict) else {}))
+        backbone_of(model).compile(**compile_kwargs(compile_cfg))
     return model
 
 

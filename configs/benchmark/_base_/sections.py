@@ -181,13 +181,11 @@ train_det = dict(
 # Segmentation crops are fixed at 512x512, so the backbone can also train from CUDA
 # graphs (torch.compile mode='reduce-overhead', in fp32 as the default form trains): the
 # loop waits on the host at 4 images per GPU, which the graphs remove.
-# `_delete_`: the configs' `compile=False` is replaced by the dict, not merged into it
-_graphs = dict(_delete_=True, mode='reduce-overhead')
 train_seg = dict(
     train_det, title='Segmentation training, runner level (batch 4 per GPU, 512x512)',
     columns=[dict(name='default'), dict(name='fast form', cfg_options=fast_seg),
              dict(name='backbone in CUDA graphs',
-                  cfg_options={'fast_training.compile': _graphs}),
+                  cfg_options={'fast_training.compile': 'reduce-overhead'}),
              dict(name='fast form + CUDA graphs',
-                  cfg_options={**fast_seg, 'fast_training.compile': _graphs})],
+                  cfg_options={**fast_seg, 'fast_training.compile': 'reduce-overhead'})],
     models=[dict(name=fpn_b, label='Semantic FPN, TinyViM-B')])
