@@ -70,7 +70,8 @@ def optimize_for_inference(model: nn.Module,
         scan_backend: selective-scan backend for every mixer (``None``: keep).
         half: ``torch.float16`` / ``torch.bfloat16`` to store the conv and linear
             weights in; run under autocast of that dtype.
-        fuse_mixers: every Laplace mixer as a :class:`FusedLaplaceMixer`.
+        fuse_mixers: every Laplace mixer as a :class:`FusedLaplaceMixer` (its kernels run
+            eagerly; traced by ``torch.compile`` it runs the plain ops, faster there).
         channels_last: the weights of every :class:`TinyViM` in ``model`` (``model``
             itself included) in channels-last memory format; the rest of the model
             keeps its layout.
