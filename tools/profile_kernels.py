@@ -11,6 +11,9 @@ Examples::
     # a classifier's training step (forward + backward), by scan backend
     python tools/profile_kernels.py tinyvim-b --backward --batch 2 --img-size 512 \\
         --scan-backend triton
+    # compiled (inductor's kernels: where a compiled model's time goes)
+    python tools/profile_kernels.py tinyvim-s --fast --batch 1024 --dtype fp16 \
+        --channels-last --compile
     # a config's whole training loop through MMEngine's Runner (in-memory samples):
     # kernels, and the host functions that take the time
     python tools/profile_kernels.py configs/tinyvim_s_8xb128_in1k_noteacher.py --runner
@@ -62,6 +65,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--dtype', default='fp32', choices=['fp32', 'fp16', 'bf16'])
     parser.add_argument('--channels-last', action='store_true')
     parser.add_argument('--no-reparameterize', action='store_true', help='keep the training form')
+    parser.add_argument('--compile', action='store_true',
+                        help='torch.compile the model (inference; default mode, no CUDA graphs)')
+    parser.add_argument('--compile-backend', default='inductor',
+                        help="torch.compile's backend with --compile")
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--top', type=int, default=15, help='kernels listed')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
@@ -75,6 +82,8 @@ def build(args: argparse.Namespace, treatment: Treatment,
     spec = parse_model(args.model)
     if args.fast and args.backward:
         raise SystemExit('error: --fast is an inference form; drop --backward')
+    if args.compile and args.backward:
+        raise SystemExit('error: --compile profiles inference; drop --backward')
     cfg = load_config(spec.target) if spec.kind == 'config' else None
     if cfg is not None and scope_of(cfg) != 'mmpretrain':
         spec = dataclasses.replace(spec, optimize=dict(FAST_DEFAULTS) if args.fast else None)
@@ -101,9 +110,10 @@ def profile_runner(args: argparse.Namespace, device: torch.device) -> dict:
     spec = parse_model(args.model)
     if spec.kind != 'config':
         raise SystemExit(f'error: --runner takes a config, not {args.model}')
-    if args.fast or args.backward or args.scan_backend:
+    if args.fast or args.backward or args.scan_backend or args.compile:
         raise SystemExit('error: --runner trains the config as it is; give changes with '
-                         '--cfg-options (e.g. model.backbone.scan_backend=triton)')
+                         '--cfg-options (e.g. model.backbone.scan_backend=triton, '
+                         'fast_training.compile=reduce-overhead)')
     size = None if args.img_size is None else (args.img_size * 2)[:2]
     record = runner_train(Context(device), spec, TrainVariant('cli', dict(args.cfg_options)),
                           iters=2, warmup=3, batch=args.batch, img_size=size,
@@ -129,7 +139,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     args.batch = args.batch or 1
     size = ((args.img_size or [224]) * 2)[:2]
     treatment = Treatment(dtype=args.dtype, channels_last=args.channels_last,
-                          reparameterize=not (args.no_reparameterize or args.backward))
+                          reparameterize=not (args.no_reparameterize or args.backward),
+                          compile=args.compile, compile_backend=args.compile_backend)
     model = place(build(args, treatment, device), treatment, device)
     x = place_input(torch.randn(args.batch, 3, *size), treatment, device)
     if args.backward:

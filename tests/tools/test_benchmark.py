@@ -146,10 +146,28 @@ def test_profile_kernels(tmp_path, capsys):
     backward = tool.main(['tinyvim-s', '--backward', '--scan-backend', 'ref', '--batch', '2',
                           '--img-size', '64', '--repeats', '1'])
     assert backward['what'].startswith('forward + backward') and 'folded' not in backward['what']
+    compiled = tool.main(['tinyvim-s', '--fast', '--compile', '--compile-backend', 'eager',
+                          '--img-size', '64', '--repeats', '1'])
+    assert compiled['what'].endswith('compiled') and compiled['total_ms'] > 0
+    with pytest.raises(SystemExit, match='--compile profiles inference'):
+        tool.main(['tinyvim-s', '--compile', '--backward'])
     with pytest.raises(SystemExit, match='TinyViM'):
         tool.main(['timm:resnet18', '--fast'])
     with pytest.raises(ValueError, match='backend'):
         tool.main(['tinyvim-s', '--scan-backend', 'fastest', '--repeats', '1'])
+
+
+def test_kernel_categories():
+    """Kernel names fall into the profile's categories; inductor's fused kernels form one,
+    whatever ops their names list."""
+    from tinyvim_mm.benchmark.profile import categorise
+    assert categorise('triton_poi_fused__native_batch_norm_legit_no_training_add_0') == \
+        'compiled (inductor)'
+    assert categorise('triton_red_fused_convolution_gelu_mean_3') == 'compiled (inductor)'
+    assert categorise('_cross_scan_fwd_kernel') == 'scan'
+    assert categorise('sm90_xmma_fprop_implicit_gemm_f16f16') == 'convolution'
+    assert categorise('vectorized_elementwise_kernel') == 'elementwise'
+    assert categorise('some_kernel') == 'other'
 
 
 def test_profile_runner_loop(tmp_path, capsys):

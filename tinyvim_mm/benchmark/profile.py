@@ -1,6 +1,7 @@
 """Where a model's time goes: kernel (GPU) or operator (CPU) time of repeated calls
-under ``torch.profiler``, grouped into categories (scan, fused FFN, convolution, matrix
-products, normalisation, pooling / resampling, elementwise, layout copies).
+under ``torch.profiler``, grouped into categories (scan, fused FFN, inductor's kernels,
+convolution, matrix products, normalisation, pooling / resampling, elementwise, layout
+copies).
 
 On CUDA the device time of every kernel is summed (gaps between launches are not
 counted; ``busy_fraction`` relates the sum to the wall time of the same calls); on the
@@ -17,6 +18,9 @@ import torch
 CATEGORIES: Tuple[Tuple[str, str], ...] = (
     ('scan', r'scan|selective'),
     ('fused FFN', r'ffn'),
+    # inductor's generated kernels, named after the ops they fuse (convolution bias adds,
+    # norms, activations): one category, not that of the first op in the name
+    ('compiled (inductor)', r'^triton_(poi|red|per)_'),
     ('convolution', r'conv|cudnn|implicit_gemm|dgrad|wgrad|fprop|nchwtonhwc|nhwctonchw'),
     ('matrix product', r'gemm|matmul|\bmm\b|addmm|bmm|linear|cutlass|sm\d+_xmma|ampere_|cublas'),
     ('normalisation', r'norm|welford|bn_'),
