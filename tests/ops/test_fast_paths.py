@@ -28,7 +28,8 @@ from conftest import randomise_bn as randomise
 from tinyvim_mm.deploy import optimize_for_inference
 from tinyvim_mm.models import TinyViM
 from tinyvim_mm.models.backbones import FusedTinyViMBlock
-from tinyvim_mm.models.layers import AxialRepDW, FusedFFN, LaplaceMixer, SelectiveScan
+from tinyvim_mm.models.layers import (AxialRepDW, FusedFFN, FusedLaplaceMixer, LaplaceMixer,
+                                      SelectiveScan, switch_to_deploy)
 from tinyvim_mm.ops import fused_ffn, resolve_backend
 from tinyvim_mm.ops.device import DOT_MIN_CAPABILITY, triton_unsupported
 from tinyvim_mm.ops.scan.triton_fwd import cross_scan_block
@@ -338,9 +339,11 @@ def test_optimize_for_inference_rejects_bad_arguments_first(kwargs, match):
     assert model.training and not model.deploy  # untouched
 
 
-def test_dense_axial_fold_is_exact():
+def test_dense_and_sequential_axial_folds_are_exact():
     axial = AxialRepDW(10)
     randomise(axial).eval()
+    with pytest.raises(RuntimeError, match='needs the folded layer'):
+        axial.to_sequential()
     x = torch.randn(2, 10, 9, 11)
     with torch.no_grad():
         from tinyvim_mm.models.layers import switch_to_deploy
@@ -349,6 +352,23 @@ def test_dense_axial_fold_is_exact():
         dense = axial.to_dense()
         assert dense.kernel_size == (7, 7) and dense.groups == 10
         assert max_diff(dense(x), expected) < 1e-6
+        sequential = axial.to_sequential()
+        assert [(c.kernel_size, c.groups) for c in sequential] == [((7, 1), 10), ((1, 7), 10)]
+        assert max_diff(sequential(x), expected) < 1e-6
+
+
+@pytest.mark.parametrize('pool_size', [1, 2])
+def test_widened_local_conv_is_exact(pool_size):
+    mixer = randomise(LaplaceMixer(16, 0.25, pool_size, scan_backend='torch')).eval()
+    x = torch.randn(2, 16, 9, 7)
+    with torch.no_grad():
+        switch_to_deploy(mixer)
+        expected = mixer(x)
+        mixer.widen_local_conv()
+        assert mixer.local_conv.reparam.in_channels == 16
+        assert max_diff(mixer(x), expected) < 1e-6
+    with pytest.raises(RuntimeError, match='widened for export'):
+        FusedLaplaceMixer(mixer)
 
 
 def test_fused_modules_differentiable_in_training():

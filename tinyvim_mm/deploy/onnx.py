@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 
 from tinyvim_mm.models import TinyViMClassifier
+from tinyvim_mm.models.layers import AxialRepDW, LaplaceMixer
 from .optimize import optimize_for_inference
 
 
@@ -52,12 +53,19 @@ class ExportClassifier(nn.Module):
 def export_onnx(model: nn.Module, path: str, img_size: int = 224, opset: int = 17,
                 dynamic_hw: bool = True) -> nn.Module:
     """Fold ``model`` (no fused kernels: ONNX gets plain ops, the mixers' 7x1 / 1x7 pair
-    as one 7x7 depth-wise conv, the ``torch`` scan's loop-free chunked form; a
-    :class:`TinyViMClassifier` with its head folded, :class:`ExportClassifier`) and write
-    it to ``path`` with a dynamic batch (and ``H``, ``W``). Input ``input``
-    ``(B, 3, H, W)``, output ``logits``. Returns the model that was exported."""
-    optimize_for_inference(model, fuse_blocks=False, fuse_mixers=False, fold_axial=True,
-                           scan_backend='torch', channels_last=False)
+    as a 7x1 then a 1x7 depth-wise conv over all channels (:meth:`AxialRepDW.to_sequential`),
+    their high-frequency conv over all channels (:meth:`LaplaceMixer.widen_local_conv`), the
+    ``torch`` scan's loop-free chunked form; a :class:`TinyViMClassifier` with its head
+    folded, :class:`ExportClassifier`) and write it to ``path`` with a dynamic batch (and
+    ``H``, ``W``). Input ``input`` ``(B, 3, H, W)``, output ``logits``. Returns the model
+    that was exported."""
+    optimize_for_inference(model, fuse_blocks=False, fuse_mixers=False, scan_backend='torch',
+                           channels_last=False)
+    for mixer in [m for m in model.modules() if isinstance(m, LaplaceMixer)]:
+        if isinstance(mixer.conv2d, AxialRepDW):
+            mixer.conv2d = mixer.conv2d.to_sequential()
+        if mixer.local_conv.channels != mixer.channels:
+            mixer.widen_local_conv()
     if isinstance(model, TinyViMClassifier):
         model = ExportClassifier(model).eval()
     axes = {0: 'batch', 2: 'height', 3: 'width'} if dynamic_hw else {0: 'batch'}
