@@ -361,10 +361,13 @@ def test_dense_and_sequential_axial_folds_are_exact():
 def test_widened_local_conv_is_exact(pool_size):
     mixer = randomise(LaplaceMixer(16, 0.25, pool_size, scan_backend='torch')).eval()
     x = torch.randn(2, 16, 9, 7)
+    with pytest.raises(RuntimeError, match='needs the folded mixer'):
+        mixer.widen_local_conv()
     with torch.no_grad():
         switch_to_deploy(mixer)
         expected = mixer(x)
         mixer.widen_local_conv()
+        mixer.widen_local_conv()  # once widened, it stays so
         assert mixer.local_conv.reparam.in_channels == 16
         assert max_diff(mixer(x), expected) < 1e-6
     with pytest.raises(RuntimeError, match='widened for export'):

@@ -64,8 +64,7 @@ def export_onnx(model: nn.Module, path: str, img_size: int = 224, opset: int = 1
     for mixer in [m for m in model.modules() if isinstance(m, LaplaceMixer)]:
         if isinstance(mixer.conv2d, AxialRepDW):
             mixer.conv2d = mixer.conv2d.to_sequential()
-        if mixer.local_conv.channels != mixer.channels:
-            mixer.widen_local_conv()
+        mixer.widen_local_conv()
     if isinstance(model, TinyViMClassifier):
         model = ExportClassifier(model).eval()
     axes = {0: 'batch', 2: 'height', 3: 'width'} if dynamic_hw else {0: 'batch'}

@@ -288,8 +288,13 @@ class LaplaceMixer(nn.Module):
         """Make the folded high-frequency depth-wise conv one over all channels, applied
         before the channel split, that passes the low-frequency channels through (identity
         tap, bias 0): same result (an export form: onnxruntime runs the conv in its blocked
-        layout, about 1 % less TinyViM-S latency at batch 1)."""
-        conv = self.local_conv.reparam  # AttributeError if not folded
+        layout, about 1 % less TinyViM-S latency at batch 1). A widened mixer stays so."""
+        if self.local_conv.channels == self.channels:
+            return
+        if not self.local_conv.deploy:
+            raise RuntimeError('LaplaceMixer.widen_local_conv() needs the folded mixer: call '
+                               'switch_to_deploy() first')
+        conv = self.local_conv.reparam
         low = self.low_channels
         wide = nn.Conv2d(self.channels, self.channels, conv.kernel_size, padding=conv.padding,
                          groups=self.channels).to(conv.weight)
