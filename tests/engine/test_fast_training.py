@@ -116,6 +116,10 @@ def test_model_edits_keep_the_state_dict():
     assert model.backbone.weight.is_contiguous(memory_format=torch.channels_last)
     assert model[0].weight.is_contiguous()  # necks and heads keep the plain layout
     assert list(model.state_dict()) == keys  # in-place compile: no `_orig_mod.` prefix
+    compiled = []
+    model.backbone.compile = lambda **kwargs: compiled.append(kwargs)
+    prepare_model(model, dict(compile='reduce-overhead'))
+    assert compiled == [dict(mode='reduce-overhead')]  # a mode string is torch.compile's mode
 
 
 def test_channels_last_weights_are_initialised_as_the_plain_form():
