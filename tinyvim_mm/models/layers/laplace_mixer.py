@@ -13,7 +13,7 @@ from tinyvim_mm.ops import (check_backend, cross_selective_scan, cross_selective
 from tinyvim_mm.ops.device import log_once
 
 from .conv_bn import ConvBN
-from .rep_dw import AxialRepDW, RepDW
+from .rep_dw import AxialRepDW, RepDW, embed_depthwise
 from .reparam import switch_to_deploy
 from .weight_cache import DerivedWeights
 
@@ -268,7 +268,7 @@ class LaplaceMixer(nn.Module):
         ``(B, C, H, W) -> (B, C, H, W)``."""
         x = self.act(t)
         split = [self.low_channels, self.channels - self.low_channels]
-        if self.local_conv.channels == self.channels:  # widened: widen_local_conv()
+        if self.widened:
             low, high = torch.split(self.local_conv(x), split, dim=1)
         else:
             low, high = torch.split(x, split, dim=1)
@@ -283,27 +283,24 @@ class LaplaceMixer(nn.Module):
             low = self.ssm(low)
         return torch.cat([low.to(high.dtype), high], dim=1)
 
-    @torch.no_grad()
+    @property
+    def widened(self) -> bool:
+        """Whether the high-frequency conv runs over all channels (:meth:`widen_local_conv`)."""
+        return self.local_conv.channels == self.channels
+
     def widen_local_conv(self) -> None:
         """Make the folded high-frequency depth-wise conv one over all channels, applied
         before the channel split, that passes the low-frequency channels through (identity
         tap, bias 0): same result (an export form: onnxruntime runs the conv in its blocked
         layout, about 1 % less TinyViM-S latency at batch 1). A widened mixer stays so."""
-        if self.local_conv.channels == self.channels:
+        if self.widened:
             return
         if not self.local_conv.deploy:
             raise RuntimeError('LaplaceMixer.widen_local_conv() needs the folded mixer: call '
                                'switch_to_deploy() first')
-        conv = self.local_conv.reparam
-        low = self.low_channels
-        wide = nn.Conv2d(self.channels, self.channels, conv.kernel_size, padding=conv.padding,
-                         groups=self.channels).to(conv.weight)
-        wide.weight.zero_()
-        wide.weight[:low, :, conv.padding[0], conv.padding[1]] = 1.0
-        wide.weight[low:] = conv.weight
-        wide.bias.zero_()
-        wide.bias[low:] = conv.bias
-        self.local_conv.reparam, self.local_conv.channels = wide, self.channels
+        self.local_conv.reparam = embed_depthwise(self.local_conv.reparam, self.channels,
+                                                  slice(self.low_channels, self.channels))
+        self.local_conv.channels = self.channels
 
     def to_fused(self) -> 'FusedLaplaceMixer':
         """The folded mixer with its element-wise work in two Triton kernels."""
@@ -336,7 +333,7 @@ class FusedLaplaceMixer(nn.Module):
         if not mixer.local_conv.deploy:
             raise RuntimeError('FusedLaplaceMixer needs a folded LaplaceMixer: call '
                                'switch_to_deploy() first (or use LaplaceMixer.to_fused())')
-        if mixer.local_conv.channels == mixer.channels:
+        if mixer.widened:
             raise RuntimeError('FusedLaplaceMixer needs the high-frequency conv of the '
                                'high-frequency channels; this mixer was widened for export')
         self.mixer = mixer

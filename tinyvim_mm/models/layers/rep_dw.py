@@ -8,6 +8,22 @@ import torch.nn.functional as F
 from .conv_bn import ConvBN, fuse_conv_bn_weights
 
 
+@torch.no_grad()
+def embed_depthwise(conv: nn.Conv2d, channels: int, own: slice) -> nn.Conv2d:
+    """A depth-wise conv over ``channels`` channels that applies the depth-wise ``conv``
+    to the channels ``own`` and passes the others through (an identity tap at the
+    kernel's centre, bias 0): exact, an export form for runtimes that run a conv over
+    all channels faster than a split, a conv and a concatenation."""
+    wide = nn.Conv2d(channels, channels, conv.kernel_size, padding=conv.padding,
+                     groups=channels).to(conv.weight)
+    wide.weight.zero_()
+    wide.weight[:, :, conv.padding[0], conv.padding[1]] = 1.0
+    wide.weight[own] = conv.weight
+    wide.bias.zero_()
+    wide.bias[own] = conv.bias
+    return wide
+
+
 class RepDW(nn.Module):
     """``BN(ConvBN_dw_k(x) + Conv_dw_1x1(x) + x)``, foldable into one dw conv.
 
@@ -112,7 +128,6 @@ class AxialRepDW(nn.Module):
         conv.bias.copy_(torch.cat([conv_w.bias, conv_h.bias]))
         return conv
 
-    @torch.no_grad()
     def to_sequential(self) -> nn.Sequential:
         """A depth-wise ``k x 1`` conv then a depth-wise ``1 x k`` conv, both over all channels,
         equal to this (folded) layer: each half's kernel in its conv and an identity tap
@@ -123,15 +138,6 @@ class AxialRepDW(nn.Module):
             raise RuntimeError('AxialRepDW.to_sequential() needs the folded layer: call '
                                'switch_to_deploy() first')
         channels, first = sum(self.split), self.split[0]
-        convs = []
-        for conv, own in ((self.dwconv_w.reparam, slice(0, first)),
-                          (self.dwconv_h.reparam, slice(first, channels))):
-            seq = nn.Conv2d(channels, channels, conv.kernel_size, padding=conv.padding,
-                            groups=channels).to(conv.weight)
-            seq.weight.zero_()
-            seq.weight[:, :, conv.padding[0], conv.padding[1]] = 1.0
-            seq.weight[own] = conv.weight
-            seq.bias.zero_()
-            seq.bias[own] = conv.bias
-            convs.append(seq)
-        return nn.Sequential(*convs)
+        return nn.Sequential(
+            embed_depthwise(self.dwconv_w.reparam, channels, slice(0, first)),
+            embed_depthwise(self.dwconv_h.reparam, channels, slice(first, channels)))
