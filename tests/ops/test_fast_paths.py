@@ -266,10 +266,14 @@ def test_fused_ffn_falls_back_on_cpu(monkeypatch, caplog):
     fc1, fc2, dw = nn.Conv2d(8, 32, 1), nn.Conv2d(32, 8, 1), nn.Conv2d(8, 8, 3, 1, 1, groups=8)
     block = FusedFFN(fc1, fc2, dw).eval()
     x = torch.randn(2, 8, 5, 6)
+    given = x.clone()
     with torch.no_grad(), caplog.at_level(logging.WARNING, logger='tinyvim_mm'):
         y = block(x)
-        block(x)
+        with torch.inference_mode():
+            z = block(x)
+    assert torch.equal(x, given)  # in place only into its own buffers
     assert torch.allclose(y, x + fc2(F.gelu(fc1(dw(x)))), atol=1e-6)
+    assert torch.equal(y, z)
     assert [r.getMessage() for r in caplog.records] == [
         'tinyvim_mm: fused FFN kernel unavailable (tensors on cpu, not on a CUDA device); '
         'using convolutions']
