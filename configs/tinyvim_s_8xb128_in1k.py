@@ -126,7 +126,7 @@ default_hooks = dict(
 # runs), and at 2,532 against 1,289 eager in an earlier run (docs/benchmarks.md,
 # `python tools/benchmark.py --preset train_s`); with this config's RegNetY-16GF teacher
 # 1,717 against 827 img/s in one process (2.08x, `--preset train_teacher`). The first
-# iteration compiles for 1.5-4 minutes (validation, in eval mode, compiles once more);
+# iteration compiles for 1.5-4 minutes (validation runs the backbone eagerly);
 # plain torch.compile without graphs did not pay off (0.88-1.15x eager). Turn any off with
 # e.g. `--cfg-options fast_training.compile=False`, all with `fast_training=None`.
 runner_type = 'FastTrainingRunner'

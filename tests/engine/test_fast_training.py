@@ -14,9 +14,9 @@ from mmengine.hooks import Hook
 from conftest import REPO
 from tinyvim_mm.datasets import make_toy_ade
 from tinyvim_mm.engine.fast_training import (FastTrainingRunner, apply_to_config,
-                                             compile_kwargs, init_in_plain_layout,
-                                             plan_fast_training, prepare_model,
-                                             uses_cuda_graphs)
+                                             compile_for_training, compile_kwargs,
+                                             init_in_plain_layout, plan_fast_training,
+                                             prepare_model, uses_cuda_graphs)
 
 FULL = dict(amp='float16', channels_last=True, fused_optimizer=True, compile=True)
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
@@ -56,6 +56,23 @@ def test_cuda_graphs_only_where_they_are_correct():
     assert 'compile' not in settings and 'ROCm' in notes[0]
     plain = dict(compile=True)  # no graphs: accumulation is fine
     assert plan_fast_training(plain, (9, 0), accumulation=4) == (plain, [])
+    settings, notes = plan_fast_training(graphs, (9, 0), sync_bn=True)
+    assert settings == dict(amp='float16') and 'SyncBatchNorm' in notes[0]
+    assert plan_fast_training(plain, (9, 0), sync_bn=True) == (plain, [])
+
+
+def test_plan_reads_sync_bn_of_distributed_runs(monkeypatch):
+    """The Semantic FPN configs' CUDA graphs apply on one GPU; a distributed launch with
+    their ``sync_bn`` drops them (what FastTrainingRunner plans from the config)."""
+    from tinyvim_mm.engine import fast_training
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda *a: (9, 0))
+    cfg = Config.fromfile(str(REPO / 'configs/fpn_tinyvim_b_ade20k_40k.py'))
+    assert cfg.sync_bn == 'torch'
+    assert fast_training._plan(cfg) == (dict(compile='reduce-overhead'), [])
+    cfg.launcher = 'pytorch'
+    settings, notes = fast_training._plan(cfg)
+    assert settings == {} and 'SyncBatchNorm' in notes[0]
 
 
 def test_compile_setting_forms():
@@ -92,13 +109,16 @@ def test_config_edits():
     assert cfg.optim_wrapper.type == 'AmpAGCOptimWrapper'
     assert cfg.optim_wrapper.dtype == 'float16' and cfg.optim_wrapper.optimizer.fused
     assert cfg.optim_wrapper.clip_grad.type == 'agc'
-    # the dense configs train in the plain form (measured: no setting paid off on an
-    # H200); each setting is one --cfg-options away
-    for name in ('mask_rcnn_tinyvim_b.py', 'fpn_tinyvim_s_ade20k_40k.py'):
+    # Mask R-CNN trains in the plain form (measured: no setting paid off on an H200),
+    # Semantic FPN with its backbone in CUDA graphs (fixed crops; 1.52x); each setting is
+    # one --cfg-options away; the toy segmentation config compiles nothing
+    for name, default in [('mask_rcnn_tinyvim_b.py', {}),
+                          ('fpn_tinyvim_s_ade20k_40k.py', dict(compile='reduce-overhead')),
+                          ('fpn_tinyvim_s_toy_ade.py', {})]:
         dense = Config.fromfile(REPO / 'configs' / name)
         assert dense.runner_type == 'FastTrainingRunner'
-        assert plan_fast_training(dense.fast_training, (9, 0)) == ({}, []), name
-        dense.merge_from_dict({'fast_training.amp': 'float16'})
+        assert plan_fast_training(dense.fast_training, (9, 0)) == (default, []), name
+        dense.merge_from_dict({'fast_training.amp': 'float16', 'fast_training.compile': False})
         assert plan_fast_training(dense.fast_training, (9, 0))[0] == dict(amp='float16')
     seg = Config.fromfile(REPO / 'configs' / 'fpn_tinyvim_s_ade20k_40k.py')
     apply_to_config(seg, dict(amp='bfloat16'))
@@ -116,10 +136,42 @@ def test_model_edits_keep_the_state_dict():
     assert model.backbone.weight.is_contiguous(memory_format=torch.channels_last)
     assert model[0].weight.is_contiguous()  # necks and heads keep the plain layout
     assert list(model.state_dict()) == keys  # in-place compile: no `_orig_mod.` prefix
+
+def test_model_edits_pass_the_compile_mode(monkeypatch):
+    model = nn.Sequential(nn.Conv2d(3, 8, 3))
+    model.backbone = nn.Conv2d(8, 8, 1)
     compiled = []
-    model.backbone.compile = lambda **kwargs: compiled.append(kwargs)
+    monkeypatch.setattr(torch, 'compile', lambda fn, **kwargs: compiled.append(kwargs) or fn)
     prepare_model(model, dict(compile='reduce-overhead'))
     assert compiled == [dict(mode='reduce-overhead')]  # a mode string is torch.compile's mode
+
+
+def test_compiled_for_training_only():
+    """Training-mode calls run the compiled graph, eval-mode calls (validation and test at
+    many sizes) the eager module, both with the same results; the state dict keeps its
+    keys."""
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append([tuple(t.shape) for t in example_inputs if isinstance(t, torch.Tensor)])
+        return gm.forward
+
+    torch._dynamo.reset()
+    module = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.GELU())
+    keys = list(module.state_dict())
+    compile_for_training(module, backend=backend)
+    assert list(module.state_dict()) == keys
+    x = torch.randn(2, 3, 8, 8)
+    assert torch.allclose(module.train()(x), module._call_impl(x), atol=1e-6)
+    assert len(graphs) == 1
+    module.eval()
+    with torch.no_grad():
+        for size in [(11, 13), (9, 7), (5, 6)]:
+            z = torch.randn(1, 3, *size)
+            assert torch.equal(module(z), module._call_impl(z))
+    assert len(graphs) == 1  # no compilation in eval mode, whatever the size
+    module.train()(x).sum().backward()  # training reuses its graph
+    assert len(graphs) == 1 and module[0].weight.grad is not None
 
 
 def test_channels_last_weights_are_initialised_as_the_plain_form():

@@ -17,9 +17,10 @@ A config opts in with ``runner_type = 'FastTrainingRunner'`` and, for example::
   channels-last tensor would draw other values from the same seed), so both forms start
   alike;
 - ``fused_optimizer``: the fused CUDA implementation of ``Adam`` / ``AdamW`` / ``SGD``;
-- ``compile``: ``torch.compile`` of the backbone in place (``nn.Module.compile``: the
-  state-dict keys stay), ``True``, the keyword arguments of ``torch.compile`` or, short
-  for ``dict(mode=...)``, one of its modes (``--cfg-options
+- ``compile``: ``torch.compile`` of the backbone's training-mode calls, in place (the
+  state-dict keys stay; validation and test run it eagerly, see
+  :func:`compile_for_training`), ``True``, the keyword arguments of ``torch.compile``
+  or, short for ``dict(mode=...)``, one of its modes (``--cfg-options
   fast_training.compile=reduce-overhead`` replaces a config's ``compile=False``, which a
   dict given on the command line cannot without ``_delete_``).
 
@@ -78,16 +79,20 @@ def uses_cuda_graphs(compile_cfg: object) -> bool:
 
 
 def plan_fast_training(settings: Optional[dict], capability: Optional[Tuple[int, int]],
-                       accumulation: int = 1, rocm: bool = False) -> Tuple[dict, List[str]]:
+                       accumulation: int = 1, rocm: bool = False,
+                       sync_bn: bool = False) -> Tuple[dict, List[str]]:
     """The settings that apply on a CUDA device of ``capability`` (``None``: no CUDA
     device), with ``accumulation`` backward passes per optimizer step (the optim
-    wrapper's ``accumulative_counts``) and on ROCm or not; one note for each setting that
-    does not apply, saying why.
+    wrapper's ``accumulative_counts``), on ROCm or not, and with the backbone's
+    BatchNorms synchronised across processes (``sync_bn``: the config's ``sync_bn`` in a
+    distributed run) or not; one note for each setting that does not apply, saying why.
 
     A compile that records CUDA graphs is dropped under gradient accumulation (the
     graphs' backward outputs become the ``.grad`` tensors and the next micro-batch's
-    replay overwrites them: wrong gradients or an error, pytorch/pytorch#169545) and on
-    ROCm (inductor's graph trees train worse there, pytorch/pytorch#187715).
+    replay overwrites them: wrong gradients or an error, pytorch/pytorch#169545), on
+    ROCm (inductor's graph trees train worse there, pytorch/pytorch#187715) and with
+    SyncBatchNorm (``torch.compile`` breaks the graph at each one, pytorch/pytorch#161302:
+    dozens of small graphs between collectives instead of one).
 
     Raises:
         ValueError: an unknown setting, ``amp`` or ``compile`` value.
@@ -115,9 +120,12 @@ def plan_fast_training(settings: Optional[dict], capability: Optional[Tuple[int,
     if wanted.get('compile') and capability < (7, 0):
         del wanted['compile']
         notes.append('torch.compile (Triton) needs compute capability 7.0: compile off')
-    if uses_cuda_graphs(wanted.get('compile')) and (accumulation > 1 or rocm):
-        why = (f'gradient accumulation ({accumulation} backward passes per step) would '
-               'overwrite its gradients' if accumulation > 1 else 'not reliable on ROCm')
+    if uses_cuda_graphs(wanted.get('compile')) and (accumulation > 1 or rocm or sync_bn):
+        if accumulation > 1:
+            why = (f'gradient accumulation ({accumulation} backward passes per step) would '
+                   'overwrite its gradients')
+        else:
+            why = 'not reliable on ROCm' if rocm else 'SyncBatchNorm breaks the graph at each BN'
         notes.append(f'torch.compile with CUDA graphs: {why}: compile off')
         del wanted['compile']
     return wanted, notes
@@ -144,13 +152,31 @@ def backbone_of(model: nn.Module) -> nn.Module:
     return getattr(model, 'backbone', model)
 
 
+def compile_for_training(module: nn.Module, **kwargs) -> None:
+    """``torch.compile(**kwargs)`` of ``module``'s calls in training mode, in place; in
+    eval mode (validation, test) it runs eagerly.
+
+    In place like ``nn.Module.compile`` (the same ``_compiled_call_impl`` slot: the
+    state-dict keys stay). Eval runs eagerly because the dense configs validate and test
+    at many image sizes (keep-ratio resizes): compiled, each new size would recompile and,
+    with CUDA graphs, record another set of graphs.
+    """
+    eager = module._call_impl
+    compiled = torch.compile(eager, **kwargs)
+
+    def call(*args, **kw):
+        return (compiled if module.training else eager)(*args, **kw)
+    module._compiled_call_impl = call
+
+
 def prepare_model(model: nn.Module, settings: dict) -> nn.Module:
-    """The model edits: channels-last backbone weights, a compiled backbone (in place)."""
+    """The model edits: channels-last backbone weights, a backbone compiled for training
+    (in place)."""
     if settings.get('channels_last'):
         backbone_of(model).to(memory_format=torch.channels_last)
     compile_cfg = settings.get('compile')
     if compile_cfg:
-        backbone_of(model).compile(**compile_kwargs(compile_cfg))
+        compile_for_training(backbone_of(model), **compile_kwargs(compile_cfg))
     return model
 
 
@@ -174,9 +200,11 @@ def _plan(cfg) -> Tuple[dict, List[str]]:
     """:func:`plan_fast_training` for ``cfg`` on this machine's first CUDA device."""
     cuda = torch.cuda.is_available()
     accumulation = (cfg.get('optim_wrapper') or {}).get('accumulative_counts', 1)
+    distributed = cfg.get('launcher', 'none') != 'none'
     return plan_fast_training(cfg.get('fast_training'),
                               torch.cuda.get_device_capability() if cuda else None,
-                              accumulation, rocm=cuda and torch.version.hip is not None)
+                              accumulation, rocm=cuda and torch.version.hip is not None,
+                              sync_bn=distributed and bool(cfg.get('sync_bn')))
 
 
 @RUNNERS.register_module()
