@@ -274,6 +274,8 @@ def test_fused_ffn_falls_back_on_cpu(monkeypatch, caplog):
     assert torch.equal(x, given)  # in place only into its own buffers
     assert torch.allclose(y, x + fc2(F.gelu(fc1(dw(x)))), atol=1e-6)
     assert torch.equal(y, z)
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        assert block(x).dtype == torch.float32  # as x + fc2(...) and the kernel give
     assert [r.getMessage() for r in caplog.records] == [
         'tinyvim_mm: fused FFN kernel unavailable (tensors on cpu, not on a CUDA device); '
         'using convolutions']

@@ -79,5 +79,5 @@ class FusedFFN(nn.Module):
         # inference: GELU and the residual in place, into buffers made here. On the CPU each
         # new activation-sized buffer costs page faults (glibc returns freed large blocks
         # to the system): 1.1-1.2x the fallback's speed for TinyViM-S, batch 1-2, 2 threads
-        hidden = torch.ops.aten.gelu_(self.fc1(y))
-        return self.fc2(hidden).add_(x)
+        out = self.fc2(torch.ops.aten.gelu_(self.fc1(y)))
+        return out.add_(x) if out.dtype == x.dtype else x + out  # autocast: x's dtype wins
