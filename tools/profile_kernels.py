@@ -12,7 +12,7 @@ Examples::
     python tools/profile_kernels.py tinyvim-b --backward --batch 2 --img-size 512 \\
         --scan-backend triton
     # compiled (inductor's kernels: where a compiled model's time goes)
-    python tools/profile_kernels.py tinyvim-s --fast --batch 1024 --dtype fp16 \
+    python tools/profile_kernels.py tinyvim-s --fast --batch 1024 --dtype fp16 \\
         --channels-last --compile
     # a config's whole training loop through MMEngine's Runner (in-memory samples):
     # kernels, and the host functions that take the time

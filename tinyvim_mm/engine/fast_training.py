@@ -120,12 +120,10 @@ def plan_fast_training(settings: Optional[dict], capability: Optional[Tuple[int,
     if wanted.get('compile') and capability < (7, 0):
         del wanted['compile']
         notes.append('torch.compile (Triton) needs compute capability 7.0: compile off')
-    if uses_cuda_graphs(wanted.get('compile')) and (accumulation > 1 or rocm or sync_bn):
-        if accumulation > 1:
-            why = (f'gradient accumulation ({accumulation} backward passes per step) would '
-                   'overwrite its gradients')
-        else:
-            why = 'not reliable on ROCm' if rocm else 'SyncBatchNorm breaks the graph at each BN'
+    why = (f'gradient accumulation ({accumulation} backward passes per step) would overwrite '
+           'its gradients' if accumulation > 1 else 'not reliable on ROCm' if rocm
+           else 'SyncBatchNorm breaks the graph at each BN' if sync_bn else '')
+    if why and uses_cuda_graphs(wanted.get('compile')):
         notes.append(f'torch.compile with CUDA graphs: {why}: compile off')
         del wanted['compile']
     return wanted, notes
