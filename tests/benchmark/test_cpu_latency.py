@@ -4,7 +4,8 @@ import pytest
 import torch
 
 pytest.importorskip('onnxruntime')
-from tinyvim_mm.benchmark.cpu_latency import cpu_latency, latency_table  # noqa: E402
+from tinyvim_mm.benchmark.cpu_latency import (cpu_latency, interleaved,  # noqa: E402
+                                              latency_table)
 
 
 def test_tinyvim_and_a_timm_peer_in_onnxruntime(tmp_path):
@@ -32,6 +33,20 @@ def test_pytorch_forms_side_by_side(tmp_path, channels_last):
     assert not list(tmp_path.iterdir())
     assert '| tinyvim-s:fast | 79.2 |' in latency_table(rows, {'tinyvim-s': 79.2})
     assert torch.get_num_threads() == threads
+
+
+def test_each_turn_settles_then_starts_with_an_untimed_call(monkeypatch):
+    """Turns alternate in order (A B, B A); each begins with the settle pause and one
+    untimed call, then ``per_round`` timed ones; warm-up calls are not timed."""
+    log, sleeps = [], []
+    monkeypatch.setattr('time.sleep', sleeps.append)
+    ticks = iter(range(1000))
+    times = interleaved({'a': lambda: log.append('a'), 'b': lambda: log.append('b')},
+                        rounds=2, per_round=2, clock=lambda: next(ticks), warmup=1, settle=0.5)
+    assert log == ['a', 'b'] + ['a'] * 3 + ['b'] * 3 + ['b'] * 3 + ['a'] * 3
+    assert sleeps == [0.5] * 4
+    assert {k: len(v) for k, v in times.items()} == {'a': 4, 'b': 4}
+    assert all(t == 1 for v in times.values() for t in v)  # one clock tick per timed call
 
 
 @pytest.mark.parametrize('kwargs,match', [

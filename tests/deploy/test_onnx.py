@@ -31,6 +31,9 @@ def test_export_matches_pytorch(tmp_path, capsys):
     # the fast export form: vectorised softplus, no Einsum, the head folded into one Gemm
     ops = {node.op_type for node in graph.graph.node}
     assert not ops & {'Softplus', 'Einsum', 'BatchNormalization'}, ops
+    # sizes read by Shape nodes once per use (tinyvim_mm.ops.onnx_shapes): 1,135 nodes
+    # besides constants, where the exporter's own size arithmetic wrote 1,482
+    assert sum(node.op_type != 'Constant' for node in graph.graph.node) <= 1150
 
 
 def test_export_reads_class_count_and_arch_from_checkpoint(tmp_path, capsys):
@@ -49,3 +52,10 @@ def test_export_reads_class_count_and_arch_from_checkpoint(tmp_path, capsys):
     session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
     logits = session.run(None, {'input': torch.randn(1, 3, 64, 64).numpy()})[0]
     assert logits.shape == (1, 10)
+
+
+def test_export_needs_opset_15(tmp_path):
+    from tinyvim_mm.deploy import export_onnx
+    from tinyvim_mm.models import TinyViMClassifier
+    with pytest.raises(ValueError, match='opset >= 15'):
+        export_onnx(TinyViMClassifier('s').eval(), str(tmp_path / 'm.onnx'), 64, opset=14)

@@ -107,13 +107,13 @@ def test_laplace_residual_on_any_size():
     the same grid."""
     k, h, w = 4, 13, 10
     x = torch.randn(1, 2, h, w)
-    up = _upsample_to(F.avg_pool2d(x, k, ceil_mode=True), k, (h, w), 'nearest')
+    up = _upsample_to(F.avg_pool2d(x, k, ceil_mode=True), k, x, 'nearest')
     for i in range(h):
         for j in range(w):
             window = x[..., i // k * k:(i // k + 1) * k, j // k * k:(j // k + 1) * k]
             torch.testing.assert_close(up[..., i, j], window.mean((-2, -1)))
     y = torch.randn(1, 2, 4, 3)
-    bilinear = _upsample_to(y, k, (h, w), 'bilinear')
+    bilinear = _upsample_to(y, k, x, 'bilinear')
     assert bilinear.shape == (1, 2, h, w)
     mixer = LaplaceMixer(16, 0.5, pool_size=4).eval()
     with torch.no_grad():

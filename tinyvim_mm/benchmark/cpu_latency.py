@@ -26,6 +26,9 @@ from .models import build_classifier, parse_model, randomise_bn, zoo_key
 
 CLOCKS = {'wall': time.perf_counter, 'cpu': time.thread_time}
 RUNTIMES = ('onnxruntime', 'torch')
+#: Pause before each multi-threaded onnxruntime model's turn, long enough for the previous
+#: session's spinning worker threads to park (see :func:`interleaved`).
+SETTLE_S = 0.02
 
 
 def export_model(name: str, path: Path, img_size: int = 224) -> Path:
@@ -73,9 +76,14 @@ def session(path: Path, threads: int):
 
 
 def interleaved(calls: Dict[str, Callable[[], object]], rounds: int, per_round: int,
-                clock: Callable[[], float], warmup: int = 5) -> Dict[str, List[float]]:
+                clock: Callable[[], float], warmup: int = 5,
+                settle: float = 0.0) -> Dict[str, List[float]]:
     """Seconds per call of each callable, the callables taking turns every round (in
-    alternating order), ``per_round`` calls each."""
+    alternating order), ``per_round`` timed calls each. Each turn starts with a pause of
+    ``settle`` seconds and one untimed call: an onnxruntime session's worker threads keep
+    spinning for a while after its call, and on a machine with as many cores as threads
+    they would take the cores from the next session's call (on 2 cores and 2 threads,
+    the same TinyViM-S graph timed right after another took 1.45x as long)."""
     for call in calls.values():
         for _ in range(warmup):
             call()
@@ -83,6 +91,8 @@ def interleaved(calls: Dict[str, Callable[[], object]], rounds: int, per_round: 
     names = list(calls)
     for r in range(rounds):
         for name in names if r % 2 == 0 else names[::-1]:
+            time.sleep(settle)
+            calls[name]()
             for _ in range(per_round):
                 start = clock()
                 calls[name]()
@@ -124,7 +134,8 @@ def cpu_latency(models: Sequence[str], out_dir: Path, reference: Optional[str] =
                 path = export_model(name, out_dir / f'{name.replace(":", "_")}.onnx', img_size)
                 sess = session(path, threads)
                 calls[name] = lambda sess=sess: sess.run(None, {'input': x})
-        times = interleaved(calls, rounds, per_round, CLOCKS[clock])
+        settle = SETTLE_S if runtime == 'onnxruntime' and threads > 1 else 0.0
+        times = interleaved(calls, rounds, per_round, CLOCKS[clock], settle=settle)
     finally:
         torch.set_num_threads(torch_threads)
     ref = np.asarray(times[reference]).reshape(rounds, per_round).mean(1)

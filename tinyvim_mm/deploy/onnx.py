@@ -8,6 +8,7 @@ import torch.nn as nn
 
 from tinyvim_mm.models import TinyViMClassifier
 from tinyvim_mm.models.layers import AxialRepDW, LaplaceMixer
+from tinyvim_mm.ops.onnx_shapes import MIN_OPSET
 from .optimize import optimize_for_inference
 
 
@@ -59,6 +60,9 @@ def export_onnx(model: nn.Module, path: str, img_size: int = 224, opset: int = 1
     folded, :class:`ExportClassifier`) and write it to ``path`` with a dynamic batch (and
     ``H``, ``W``). Input ``input`` ``(B, 3, H, W)``, output ``logits``. Returns the model
     that was exported."""
+    if opset < MIN_OPSET:
+        raise ValueError(f'opset {opset}: the export form needs opset >= {MIN_OPSET} (Shape '
+                         'with start / end, tinyvim_mm.ops.onnx_shapes)')
     optimize_for_inference(model, fuse_blocks=False, fuse_mixers=False, scan_backend='torch',
                            channels_last=False)
     for mixer in [m for m in model.modules() if isinstance(m, LaplaceMixer)]:

@@ -1,7 +1,8 @@
 """Kernels and their dispatch: the selective-scan backends (:mod:`.scan`), the fused
 FFN block (:mod:`.ffn`), the fused Laplace mixer's element-wise kernels (:mod:`.mixer`),
-the device capability checks that choose among them (:mod:`.device`) and CUDA-graph
-replay of any module's forward (:mod:`.cuda_graphs`).
+the device capability checks that choose among them (:mod:`.device`), CUDA-graph
+replay of any module's forward (:mod:`.cuda_graphs`) and the size arithmetic of the ONNX
+export forms (:mod:`.onnx_shapes`).
 Nothing here imports :mod:`tinyvim_mm.models`."""
 from .device import kernel_unsupported
 from .ffn import fused_ffn, fused_ffn_transposed, fused_ffn_unsupported

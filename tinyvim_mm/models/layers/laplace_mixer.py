@@ -11,6 +11,7 @@ from tinyvim_mm.ops import (check_backend, cross_selective_scan, cross_selective
                             resolve_backend, scan_chunked_export, selective_scan,
                             silu_avg_pool, softplus_export, split_projection)
 from tinyvim_mm.ops.device import log_once
+from tinyvim_mm.ops.onnx_shapes import Size, crop_like, reshape
 
 from .conv_bn import ConvBN
 from .rep_dw import AxialRepDW, RepDW, embed_depthwise
@@ -62,26 +63,27 @@ def cross_merge(ys: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 def cross_scan_channels_last(x: torch.Tensor) -> torch.Tensor:
     """:func:`cross_scan` with channels last: ``(B, D, H, W) -> (B, 4, H*W, D)``."""
-    rows = x.permute(0, 2, 3, 1).flatten(1, 2)
-    cols = x.permute(0, 3, 2, 1).flatten(1, 2)
+    d = x.shape[1]
+    rows = reshape(x.permute(0, 2, 3, 1), [0, -1, d])
+    cols = reshape(x.permute(0, 3, 2, 1), [0, -1, d])
     xs = torch.stack([rows, cols], dim=1)
     return torch.cat([xs, xs.flip(2)], dim=1)
 
 
-def cross_merge_channels_last(ys: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """:func:`cross_merge` with channels last: ``(B, 4, H*W, D) -> (B, H, W, D)``."""
+def cross_merge_channels_last(ys: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """:func:`cross_merge` with channels last: ``(B, 4, H*W, D) -> (B, H, W, D)`` on the
+    ``H x W`` grid of ``grid`` ``(B, D, H, W)``."""
+    d = ys.shape[-1]
     ys = ys[:, :2] + ys[:, 2:].flip(2)
-    rows = ys[:, 0].unflatten(1, (height, width))
-    cols = ys[:, 1].unflatten(1, (width, height)).transpose(1, 2)
+    rows = reshape(ys[:, 0], [0, Size(2), -1, d], grid)
+    cols = reshape(ys[:, 1], [0, Size(3), -1, d], grid).transpose(1, 2)
     return rows + cols
 
 
-def _upsample_to(x: torch.Tensor, factor: int, size: Tuple[int, int],
-                 mode: str) -> torch.Tensor:
-    """Upsample by ``factor`` and crop to ``size``: the inverse geometry of a
-    ``ceil_mode`` average pool, for any input size."""
-    x = F.interpolate(x, scale_factor=factor, mode=mode)
-    return x[..., :size[0], :size[1]]
+def _upsample_to(x: torch.Tensor, factor: int, like: torch.Tensor, mode: str) -> torch.Tensor:
+    """Upsample by ``factor`` and crop to ``like``'s height and width: the inverse
+    geometry of a ``ceil_mode`` average pool, for any input size."""
+    return crop_like(F.interpolate(x, scale_factor=factor, mode=mode), like)
 
 
 class LaplaceMixer(nn.Module):
@@ -237,7 +239,6 @@ class LaplaceMixer(nn.Module):
         throughout, ``x_proj`` / ``dt_proj`` folded into one ``(d, d + 2N)`` matrix per
         direction and ``A`` precomputed (constants in the exported graph), the scan in
         the loop-free chunked form of :func:`tinyvim_mm.ops.scan_chunked_export`."""
-        b, d, h, w = x.shape
         k, n, r = NUM_DIRECTIONS, self.d_state, self.dt_rank
         x_proj = self.x_proj_weight.float()  # (K, r + 2N, d)
         dt_weight = torch.bmm(self.dt_projs_weight.float(), x_proj[:, :r])  # (K, d, d)
@@ -246,9 +247,9 @@ class LaplaceMixer(nn.Module):
         xs = cross_scan_channels_last(x.float())  # (B, K, L, d)
         dts, bs, cs = torch.matmul(xs, weight).split([self.low_channels, n, n], dim=-1)
         dts = softplus_export(dts + self.dt_projs_bias.float().view(k, 1, -1))
-        ys = scan_chunked_export(xs, dts, A, bs, cs, h * w)
+        ys = scan_chunked_export(xs, dts, A, bs, cs)
         ys = ys + self.Ds.float().view(k, 1, -1) * xs
-        y = self.out_norm(cross_merge_channels_last(ys, h, w))  # (B, h, w, d)
+        y = self.out_norm(cross_merge_channels_last(ys, x))  # (B, h, w, d)
         return y.permute(0, 3, 1, 2)
 
     def _ssm_fused(self, x: torch.Tensor, block_d: int) -> torch.Tensor:
@@ -275,10 +276,9 @@ class LaplaceMixer(nn.Module):
             high = self.local_conv(high)
         k = self.pool_size
         if k > 1:
-            size = low.shape[-2:]
             pooled = F.avg_pool2d(low, k, ceil_mode=True)
-            residual = low - _upsample_to(pooled, k, size, 'nearest')
-            low = _upsample_to(self.ssm(pooled), k, size, 'bilinear') + residual
+            residual = low - _upsample_to(pooled, k, low, 'nearest')
+            low = _upsample_to(self.ssm(pooled), k, low, 'bilinear') + residual
         else:
             low = self.ssm(low)
         return torch.cat([low.to(high.dtype), high], dim=1)

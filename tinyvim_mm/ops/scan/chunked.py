@@ -5,10 +5,10 @@ import math
 from typing import Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from ..onnx_shapes import causal_mask, crop_like, pad_to_multiple, reshape
 from .reference import check_inputs
 
 
@@ -176,15 +176,13 @@ def softplus_export(x: Tensor) -> Tensor:
 
 
 def scan_chunked_export(u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor,
-                        length: Optional[int] = None, chunk: Optional[int] = None) -> Tensor:
+                        chunk: Optional[int] = None) -> Tensor:
     """``<C_t, h_t>`` of the selective scan, channels-last and loop-free, for ONNX export.
 
     Args:
         u, dt: ``(b, K, L, d)`` (``dt`` after softplus).
         A: ``(K, N, d)``, negative.
         B, C: ``(b, K, L, N)``.
-        length: ``L`` as the caller traced it (the exporter may fold the size of a
-            reshaped tensor into a constant).
         chunk: steps per chunk (default :data:`EXPORT_CHUNK`).
 
     Returns:
@@ -198,14 +196,13 @@ def scan_chunked_export(u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor,
     factor ``exp(-80)`` there made denormal products, which onnxruntime computes 20-30x
     slower); a second sweep runs from those states, which are then contracted with ``C``
     all at once. Per-step tensors are ``(b, K, L / chunk, N, d)``, small enough to stay in
-    cache; exponents are never positive; ``O(b K N d (L + (L / chunk)^2))``.
+    cache; exponents are never positive; ``O(b K N d (L + (L / chunk)^2))``. Sizes that
+    depend on ``L`` are read at run time by :mod:`tinyvim_mm.ops.onnx_shapes` (any ``L``).
     """
     T = chunk or EXPORT_CHUNK
     N, d = A.shape[-2:]  # sizes of a parameter: constants in the exported graph
-    L = u.shape[2] if length is None else length
-    pad = (T - L % T) % T
-    z = torch.cat([dt, dt * u, B, C], dim=-1)
-    z = F.pad(z, (0, 0, 0, pad)).unflatten(2, (-1, T))  # (b, K, nc, T, 2d + 2N)
+    z = pad_to_multiple(torch.cat([dt, dt * u, B, C], dim=-1), 2, T)
+    z = reshape(z, [0, 0, -1, T, 2 * (d + N)])  # (b, K, nc, T, 2d + 2N)
     dt, w, B, C = z.split([d, d, N, N], dim=-1)
     dt, w = dt.unsqueeze(-2), w.unsqueeze(-2)  # (b, K, nc, T, 1, d)
     B, C = B.unsqueeze(-1), C.unsqueeze(-1)  # (b, K, nc, T, N, 1)
@@ -219,8 +216,7 @@ def scan_chunked_export(u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor,
     tot = dt.sum(3, keepdim=True)  # (b, K, nc, 1, 1, d)
     end = tot.cumsum(2)
     gaps = (end - tot) - end.transpose(2, 3)  # (b, K, j, i, 1, d): S_start(j) - S_end(i)
-    nc = (L + pad) // T
-    causal = torch.ones(nc, nc, device=u.device).tril(-1)[:, :, None, None]  # 1 where i < j
+    causal = causal_mask(tot, 2, trailing=2)  # (j, i, 1, 1): 1 where i < j
     carry = torch.exp(torch.clamp(A * gaps, _EXP_MIN, 0.0)) * causal  # (b, K, j, i, N, d)
     h = (carry * h.transpose(2, 3)).sum(3, keepdim=True)  # the state entering each chunk
     hs = []
@@ -228,7 +224,7 @@ def scan_chunked_export(u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor,
         h = a_t[t] * h + x_t[t]
         hs.append(h)
     ys = (torch.cat(hs, 3) * C).sum(-2)  # (b, K, nc, T, d): one product, not one per step
-    return ys.flatten(2, 3)[:, :, :L]
+    return crop_like(reshape(ys, [0, 0, -1, d]), u, dims=(2, ))
 
 
 def selective_scan_export(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
@@ -237,7 +233,7 @@ def selective_scan_export(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Ten
     """The scan of plain differentiable ops and no data-dependent loop, for ONNX export
     (any ``L``: dynamic input sizes): :func:`scan_chunked_export` on channels-last views.
     Same arguments and result as the other backends (float32)."""
-    b, num_dirs, d_state, length = B.shape
+    num_dirs, channels = B.shape[1], u.shape[1]
     u, A = u.float(), A.float()
     dt = delta.float()
     if delta_bias is not None:
@@ -246,12 +242,12 @@ def selective_scan_export(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Ten
         dt = softplus_export(dt)
 
     def channels_last(t: Tensor) -> Tensor:  # (b, K*d, L) -> (b, K, L, d)
-        return t.unflatten(1, (num_dirs, -1)).transpose(2, 3)
+        return reshape(t, [0, num_dirs, channels // num_dirs, -1]).transpose(2, 3)
 
     y = scan_chunked_export(channels_last(u), channels_last(dt),
                             A.unflatten(0, (num_dirs, -1)).transpose(1, 2),
-                            B.float().transpose(2, 3), C.float().transpose(2, 3), length)
-    y = y.transpose(2, 3).flatten(1, 2)  # (b, K*d, L)
+                            B.float().transpose(2, 3), C.float().transpose(2, 3))
+    y = reshape(y.transpose(2, 3), [0, channels, -1])  # (b, K*d, L)
     if D is not None:
         y = y + D.float()[:, None] * u
     return y
