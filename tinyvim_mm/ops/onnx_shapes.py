@@ -2,9 +2,9 @@
 
 For every size it takes from ``tensor.shape`` the exporter writes a ``Shape -> Gather ->
 Unsqueeze -> Concat`` chain (and ``F.pad`` / ``Tensor.unflatten`` with dynamic sizes a
-dozen nodes more): about 330 of the 1,150 nodes of a TinyViM-S exported with a dynamic
-input size, worth 2 % of its onnxruntime batch-1 latency. The ops here export as one or
-two nodes each, reading the sizes they need at run time: ``Reshape`` with ONNX's ``0``
+dozen nodes more). With the ops here a TinyViM-S exported with a dynamic input size has
+1,086 nodes instead of 1,433 and runs 1.6 % faster in onnxruntime at batch 1, as fast as
+one exported at a fixed size. They export as one or a few nodes each, reading the sizes they need at run time: ``Reshape`` with ONNX's ``0``
 (keep that dimension) and ``-1`` (infer it), ``Shape`` with ``start`` / ``end``
 (opset >= 15), ``Slice`` with the ends of a reference tensor. Outside an export they are
 the plain PyTorch ops."""
@@ -109,6 +109,7 @@ class _PadToMultiple(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, dim: int, multiple: int, rank: int = 0) -> Tensor:
+        # rank (x.dim()) is an argument for the symbolic, which sees no Python tensor
         pad = -x.shape[dim] % multiple
         return torch.cat([x, x.new_zeros(*x.shape[:dim], pad, *x.shape[dim + 1:])], dim)
 
