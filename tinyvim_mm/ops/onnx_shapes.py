@@ -4,10 +4,10 @@ For every size it takes from ``tensor.shape`` the exporter writes a ``Shape -> G
 Unsqueeze -> Concat`` chain (and ``F.pad`` / ``Tensor.unflatten`` with dynamic sizes a
 dozen nodes more). With the ops here a TinyViM-S exported with a dynamic input size has
 1,086 nodes instead of 1,433 and runs 1.6 % faster in onnxruntime at batch 1, as fast as
-one exported at a fixed size. They export as one or a few nodes each, reading the sizes they need at run time: ``Reshape`` with ONNX's ``0``
-(keep that dimension) and ``-1`` (infer it), ``Shape`` with ``start`` / ``end``
-(opset >= 15), ``Slice`` with the ends of a reference tensor. Outside an export they are
-the plain PyTorch ops."""
+one exported at a fixed size. They export as one or a few nodes each, reading the sizes
+they need at run time: ``Reshape`` with ONNX's ``0`` (keep that dimension) and ``-1``
+(infer it), ``Shape`` with ``start`` / ``end`` (opset >= 15), ``Slice`` with the ends of
+a reference tensor. Outside an export they are the plain PyTorch ops."""
 from typing import NamedTuple, Optional, Sequence, Union
 
 import torch
