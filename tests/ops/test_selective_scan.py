@@ -259,6 +259,34 @@ def test_dense_form_used_in_onnx_export(monkeypatch):
     assert calls
 
 
+def test_scan_exported_with_a_dynamic_length(tmp_path):
+    """A module calling the ``torch`` backend exports with a dynamic ``L`` (the sizes read
+    at run time, :mod:`tinyvim_mm.ops.onnx_shapes`); onnxruntime matches the reference scan
+    at lengths other than the traced one, chunk-padded or not."""
+    pytest.importorskip('onnx')
+    ort = pytest.importorskip('onnxruntime')
+    u0, delta0, A, B0, C0, D, bias = [t.detach() for t in make_inputs(L=20)]
+
+    class Scan(torch.nn.Module):
+        def forward(self, u, delta, B, C):
+            return selective_scan_torch(u, delta, A, B, C, D, bias, delta_softplus=True)
+
+    path = str(tmp_path / 'scan.onnx')
+    axes = {0: 'b', 2: 'L'}
+    torch.onnx.export(Scan(), (u0, delta0, B0, C0), path, dynamo=False, opset_version=17,
+                      input_names=['u', 'delta', 'B', 'C'],
+                      dynamic_axes={'u': axes, 'delta': axes, 'B': {0: 'b', 3: 'L'},
+                                    'C': {0: 'b', 3: 'L'}})
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    for length in (7, 17, 49):
+        u, delta, _, B, C, _, _ = [t.detach() if t is not None else None
+                                   for t in make_inputs(b=1, L=length)]
+        got = session.run(None, dict(u=u.numpy(), delta=delta.numpy(), B=B.numpy(),
+                                     C=C.numpy()))[0]
+        expected = selective_scan_ref(u, delta, A, B, C, D, bias, delta_softplus=True)
+        assert_close(torch.from_numpy(got), expected, 1e-5)
+
+
 def test_triton_falls_back_with_one_log(monkeypatch, caplog):
     """No usable GPU: 'triton' runs what 'auto' picks and says so once."""
     monkeypatch.delenv('TRITON_INTERPRET', raising=False)
