@@ -34,8 +34,12 @@ def _const(g, values: Sequence[int]):
     return g.op('Constant', value_t=torch.tensor(list(values), dtype=torch.int64))
 
 
-def _exporting() -> bool:
-    return torch.onnx.is_in_onnx_export()
+def _run(function: type, *args):
+    """``function`` (an autograd Function with a ``symbolic``) while exporting, so that the
+    exporter writes its nodes; its plain forward otherwise."""
+    if torch.onnx.is_in_onnx_export():
+        return function.apply(*args)
+    return function.forward(None, *args)
 
 
 class _Reshape(torch.autograd.Function):
@@ -75,9 +79,7 @@ def reshape(x: Tensor, shape: Sequence[Dim], ref: Optional[Tensor] = None) -> Te
     if any(s == 0 and i >= x.dim() for i, s in enumerate(shape) if not isinstance(s, Size)):
         raise ValueError(f'reshape: a 0 in {list(shape)} copies a dimension that the '
                          f'{x.dim()}-d input does not have')
-    if _exporting():
-        return _Reshape.apply(x, ref, shape)
-    return _Reshape.forward(None, x, ref, shape)
+    return _run(_Reshape, x, ref, shape)
 
 
 class _CropLike(torch.autograd.Function):
@@ -100,15 +102,13 @@ def crop_like(x: Tensor, ref: Tensor, dims: Sequence[int] = (2, 3)) -> Tensor:
     dims = tuple(dims)
     if list(dims) != list(range(dims[0], dims[0] + len(dims))):
         raise ValueError(f'crop_like: dims must be consecutive, got {list(dims)}')
-    if _exporting():
-        return _CropLike.apply(x, ref, dims)
-    return _CropLike.forward(None, x, ref, dims)
+    return _run(_CropLike, x, ref, dims)
 
 
 class _PadToMultiple(torch.autograd.Function):
 
     @staticmethod
-    def forward(ctx, x: Tensor, dim: int, multiple: int, rank: int = 0) -> Tensor:
+    def forward(ctx, x: Tensor, dim: int, multiple: int, rank: int) -> Tensor:
         # rank (x.dim()) is an argument for the symbolic, which sees no Python tensor
         pad = -x.shape[dim] % multiple
         return torch.cat([x, x.new_zeros(*x.shape[:dim], pad, *x.shape[dim + 1:])], dim)
@@ -126,9 +126,7 @@ def pad_to_multiple(x: Tensor, dim: int, multiple: int) -> Tensor:
     """``x`` zero-padded at the end of ``dim`` (>= 0) to a multiple of ``multiple``."""
     if not 0 <= dim < x.dim():
         raise ValueError(f'pad_to_multiple: dim must be in [0, {x.dim()}), got {dim}')
-    if _exporting():
-        return _PadToMultiple.apply(x, dim, multiple, x.dim())
-    return _PadToMultiple.forward(None, x, dim, multiple)
+    return _run(_PadToMultiple, x, dim, multiple, x.dim())
 
 
 class _CausalMask(torch.autograd.Function):
@@ -155,6 +153,4 @@ def causal_mask(x: Tensor, dim: int, trailing: int = 0) -> Tensor:
     ``Unsqueeze``."""
     if x.dtype != torch.float32:
         raise ValueError(f'causal_mask: float32 reference expected, got {x.dtype}')
-    if _exporting():
-        return _CausalMask.apply(x, dim, trailing)
-    return _CausalMask.forward(None, x, dim, trailing)
+    return _run(_CausalMask, x, dim, trailing)
