@@ -147,9 +147,10 @@ def test_model_edits_pass_the_compile_mode(monkeypatch):
 
 
 class _ConvBNAct(nn.Module):
-    """A module whose ``forward`` is this file's code: torch 2.11's dynamo skips the
-    frames of ``torch.nn``'s own modules (an ``nn.Sequential`` of them gives no graph),
-    as it would not skip a backbone's."""
+    """A module whose ``forward`` is this file's code, traced like a backbone's by every
+    torch: compiling an ``nn.Sequential``'s ``_call_impl`` gives no graph on torch 2.11
+    (its frames are in ``torch.nn``, which dynamo skips; only later versions wrap such a
+    call for tracing, ``OptimizedModule._should_wrap_module_call_impl``)."""
 
     def __init__(self):
         super().__init__()
