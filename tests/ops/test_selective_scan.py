@@ -279,8 +279,7 @@ def test_scan_exported_with_a_dynamic_length(tmp_path):
                                     'C': {0: 'b', 3: 'L'}})
     session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
     for length in (7, 17, 49):
-        u, delta, _, B, C, _, _ = [t.detach() if t is not None else None
-                                   for t in make_inputs(b=1, L=length)]
+        u, delta, _, B, C, _, _ = [t.detach() for t in make_inputs(b=1, L=length)]
         got = session.run(None, dict(u=u.numpy(), delta=delta.numpy(), B=B.numpy(),
                                      C=C.numpy()))[0]
         expected = selective_scan_ref(u, delta, A, B, C, D, bias, delta_softplus=True)
