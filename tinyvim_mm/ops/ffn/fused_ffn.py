@@ -16,15 +16,16 @@ MAX_CHANNELS = 256
 
 
 def _launch_config(block_c: int) -> Tuple[int, int, int, int]:
-    """``(BLOCK_M, BLOCK_H, num_warps, num_stages)`` for a ``BLOCK_C``-wide block. Up to
-    64 channels from a sweep on an H100 (fp16, batch 1024, TinyViM-S's stage-1 and
-    stage-2 shapes: 1.62 / 1.12 / 0.50 ms against 1.98 / 1.50 / 0.64 ms for the previous
-    ``(128, 64, 4, 3)``; docs/benchmarks.md, "The fused FFN kernel's launch"); float32
-    calls take the same launch (not swept)."""
+    """``(BLOCK_M, BLOCK_H, num_warps, num_stages)`` for a ``BLOCK_C``-wide block, from
+    sweeps on an H100 (fp16, batch 1024; docs/benchmarks.md, "The fused FFN kernel's
+    launch"): up to 64 channels at TinyViM-S's stage-1 / 2 shapes (1.62 / 1.12 / 0.50 ms
+    against 1.98 / 1.50 / 0.64 ms for the previous ``(128, 64, 4, 3)``), 65-128 at
+    TinyViM-B / L's stage 2 (1.14 / 0.87 / 1.38 ms against 2.23 / 1.75 / 2.76 ms for the
+    previous ``(64, 64, 8, 3)``); float32 calls take the same launch (not swept)."""
     if block_c <= 64:
         return 64, 32, 4, 1
     if block_c <= 128:
-        return 64, 64, 8, 3
+        return 64, 64, 4, 3
     return 32, 32, 8, 3
 
 
