@@ -15,17 +15,18 @@ from ..device import kernel_unsupported, next_pow2
 MAX_CHANNELS = 256
 
 
-def _launch_config(block_c: int) -> Tuple[int, int, int, int]:
-    """``(BLOCK_M, BLOCK_H, num_warps, num_stages)`` for a ``BLOCK_C``-wide block, from
-    sweeps on an H100 (fp16, batch 1024; docs/benchmarks.md, "The fused FFN kernel's
-    launch"): up to 64 channels at TinyViM-S's stage-1 / 2 shapes (1.62 / 1.12 / 0.50 ms
-    against 1.98 / 1.50 / 0.64 ms for the previous ``(128, 64, 4, 3)``), 65-128 at
-    TinyViM-B / L's stage 2 (1.14 / 0.87 / 1.38 ms against 2.23 / 1.75 / 2.76 ms for the
-    previous ``(64, 64, 8, 3)``); float32 calls take the same launch (not swept)."""
+def _launch_config(block_c: int, half: bool) -> Tuple[int, int, int, int]:
+    """``(BLOCK_M, BLOCK_H, num_warps, num_stages)`` for a ``BLOCK_C``-wide block.
+    Half precision: from sweeps on an H100 (fp16, batch 1024; docs/benchmarks.md, "The
+    fused FFN kernel's launch"): up to 64 channels at TinyViM-S's stage-1 / 2 shapes
+    1.62 / 1.12 / 0.50 ms against 1.98 / 1.50 / 0.64 ms with float32's launch, 65-128 at
+    TinyViM-B / L's stage 2 1.14 / 0.87 / 1.38 ms against 2.23 / 1.75 / 2.76 ms. Float32
+    (the dense tasks' inference form; twice the registers and shared memory per tile)
+    keeps the launches its measurements were made with (not swept)."""
     if block_c <= 64:
-        return 64, 32, 4, 1
+        return (64, 32, 4, 1) if half else (128, 64, 4, 3)
     if block_c <= 128:
-        return 64, 64, 4, 3
+        return (64, 64, 4, 3) if half else (64, 64, 8, 3)
     return 32, 32, 8, 3
 
 
@@ -39,7 +40,7 @@ def fused_ffn_triton(x: Tensor, w1t: Tensor, b1: Tensor, w2t: Tensor, b2: Tensor
     hidden = w1t.shape[1]
     out = torch.empty_like(x, memory_format=torch.channels_last)
     block_c = max(16, next_pow2(channels))
-    block_m, block_h, warps, stages = _launch_config(block_c)
+    block_m, block_h, warps, stages = _launch_config(block_c, x.dtype != torch.float32)
     rows = b * height * width
     has_dw = dw_weight is not None
     ffn_kernel[(-(-rows // block_m), )](
