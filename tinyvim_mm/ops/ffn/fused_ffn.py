@@ -40,7 +40,8 @@ def fused_ffn_triton(x: Tensor, w1t: Tensor, b1: Tensor, w2t: Tensor, b2: Tensor
     hidden = w1t.shape[1]
     out = torch.empty_like(x, memory_format=torch.channels_last)
     block_c = max(16, next_pow2(channels))
-    block_m, block_h, warps, stages = _launch_config(block_c, x.dtype != torch.float32)
+    half = x.dtype != torch.float32
+    block_m, block_h, warps, stages = _launch_config(block_c, half)
     rows = b * height * width
     has_dw = dw_weight is not None
     ffn_kernel[(-(-rows // block_m), )](
@@ -48,7 +49,7 @@ def fused_ffn_triton(x: Tensor, w1t: Tensor, b1: Tensor, w2t: Tensor, b2: Tensor
         rows, height, width, channels, hidden,
         HAS_DW=has_dw, KS=dw_weight.shape[-1] if has_dw else 1, BLOCK_M=block_m,
         BLOCK_C=block_c, BLOCK_H=block_h,
-        PRECISION='ieee' if x.dtype == torch.float32 else 'tf32',
+        PRECISION='tf32' if half else 'ieee',
         num_warps=warps, num_stages=stages)
     return out
 
