@@ -50,6 +50,41 @@ def test_former_json_is_readable(bench, capsys):
     assert 'NVIDIA H100 80GB HBM3' in text and '| tinyvim-s train fp16 | — |' in text
 
 
+
+def test_plot_labels_do_not_overlap():
+    """Models of close speed and top-1 (the README run's TinyViM-S and efficientvit_b1,
+    mambaout_tiny and fastvit_sa24) get labels whose boxes overlap neither each other nor
+    the legend; at the first offset tried, the first two pairs would."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    from tinyvim_mm.benchmark import report
+    anchors = [('TinyViM-S fast', 41036, 79.2), ('efficientvit_b1', 37005, 79.3),
+               ('mambaout_tiny', 5819, 82.7), ('fastvit_sa24', 7892, 82.7),
+               ('efficientformerv2_l', 420, 83.6), ('mobileone_s1', 50966, 75.8)]
+    fig, ax = plt.subplots(figsize=(8, 6))
+    for _, speed, top1 in anchors:
+        ax.plot(speed, top1, 'o')
+    ax.plot([], [], 'o', label='eager')
+    ax.set_xscale('log')
+    ax.set_xlim(300, 9e4)
+    ax.legend(loc='lower left')
+    colours = {label: 'k' for label, _, _ in anchors}
+    report._place_labels(fig, ax, anchors, colours)
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    assert sorted(t.get_text() for t in ax.texts) == sorted(a[0] for a in anchors)
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert not any(box.overlaps(legend) for box in boxes)
+    # the same labels all at the first offset do collide: the test can fail
+    first = [ax.annotate(label, (speed, top1), xytext=report._LABEL_OFFSETS[0][:2],
+                         textcoords='offset points', fontsize=7).get_window_extent(renderer)
+             for label, speed, top1 in anchors]
+    assert any(a.overlaps(b) for i, a in enumerate(first) for b in first[i + 1:])
+    plt.close(fig)
+
 @pytest.mark.parametrize('argv, message', [
     (['--preset', 'nope'], "unknown preset 'nope'; available: "),
     (['--models', 'timm:no_such_net'], "unknown timm model 'no_such_net'"),

@@ -243,6 +243,38 @@ def _throughput_panels(data: Dict[str, Any]) -> List[tuple]:
     return panels
 
 
+#: Label offsets from a model's fastest marker, in points, tried in turn: right of it
+#: (above, below, higher, lower), then left of it.
+_LABEL_OFFSETS = ((6, 4, 'left'), (6, -10, 'left'), (6, 12, 'left'), (6, -18, 'left'),
+                  (-7, 4, 'right'), (-7, -10, 'right'))
+
+
+def _place_labels(fig, ax, anchors: List[tuple], colours: Dict[str, Any]) -> None:
+    """Annotate each ``(label, img/s, top1)`` beside its marker at the first offset of
+    :data:`_LABEL_OFFSETS` whose text box overlaps no label placed before, the legend or
+    the axes' edge (else the first offset); fastest models first."""
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    taken = [ax.get_legend().get_window_extent(renderer)]
+
+    def put(label: str, xy: tuple, offset: tuple):
+        dx, dy, align = offset
+        text = ax.annotate(label, xy, xytext=(dx, dy), ha=align, textcoords='offset points',
+                           fontsize=7, color=colours[label])
+        return text, text.get_window_extent(renderer)
+
+    for label, speed, top1 in sorted(anchors, key=lambda a: -a[1]):
+        for offset in _LABEL_OFFSETS:
+            text, box = put(label, (speed, top1), offset)
+            if (frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0
+                    and box.y1 <= frame.y1 and not any(box.overlaps(t) for t in taken)):
+                break
+            text.remove()
+        else:  # nowhere free: the first offset
+            text, box = put(label, (speed, top1), _LABEL_OFFSETS[0])
+        taken.append(box)
+
+
 def plot(data: Dict[str, Any], path: str) -> None:
     """Throughput (img/s, log scale) against ImageNet top-1 for the throughput sections:
     one marker per model and column (hollow circle eager, filled compiled, diamond CUDA
@@ -270,7 +302,7 @@ def plot(data: Dict[str, Any], path: str) -> None:
         colours.update({label: others([0, 1, 2, 4, 5, 6, 7, 8, 9][i % 9])
                         for i, label in enumerate(peers)})
         fronts: Dict[str, List[tuple]] = {}
-        placed: Dict[float, int] = {}  # labels at a top-1 so far: stack them
+        anchors = []  # (label, fastest img/s, top1)
         for label, (top1, runs) in sorted(points.items()):
             speeds = sorted(speed for speed, _ in runs.values())
             ax.plot(speeds, [top1] * len(speeds), '-', color=colours[label], lw=1, alpha=0.5)
@@ -279,9 +311,7 @@ def plot(data: Dict[str, Any], path: str) -> None:
                 ax.plot(speed, top1, marker, ms=8, color=colours[label],
                         markerfacecolor=colours[label] if filled else 'white')
                 fronts.setdefault(style, []).append((speed, top1))
-            ax.annotate(label, (speeds[-1], top1), xytext=(6, 4 - 10 * placed.get(top1, 0)),
-                        textcoords='offset points', fontsize=7, color=colours[label])
-            placed[top1] = placed.get(top1, 0) + 1
+            anchors.append((label, speeds[-1], top1))
         for style, pts in fronts.items():
             front = _pareto(pts)
             ax.plot(*zip(*front), '--', color='grey', lw=0.8,
@@ -300,8 +330,10 @@ def plot(data: Dict[str, Any], path: str) -> None:
         ax.set_xlabel('img/s (log scale)')
         ax.set_ylabel('ImageNet-1k top-1 (%)')
         ax.set_title(title, fontsize=8)
-        ax.legend(fontsize=7, loc='upper left')
+        # the slow, less accurate corner is the one a Pareto picture leaves empty
+        ax.legend(fontsize=7, loc='lower left')
         ax.grid(alpha=0.3, which='both')
+        _place_labels(fig, ax, anchors, colours)
     fig.tight_layout()
     fig.savefig(path, dpi=140)
     plt.close(fig)
