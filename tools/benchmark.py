@@ -4,6 +4,8 @@ treatment, in one run (tinyvim_mm.benchmark).
 Examples::
 
     python tools/benchmark.py --list-presets
+    # part of a preset: TinyViM-B's rows (and each table's reference row), two columns
+    python tools/benchmark.py --preset train_teacher --only tinyvim-b --columns released default
     python tools/benchmark.py --preset readme --json work_dirs/benchmark/readme.json \\
         --plot work_dirs/benchmark/readme.png
     # explicit models: fp16 autocast, channels-last, folded; an eager and a compiled column
@@ -24,7 +26,7 @@ from typing import List, Optional
 import torch
 
 from tinyvim_mm.benchmark import (Section, Suite, available_presets, load_preset,
-                                  load_results, load_top1, markdown, plot)
+                                  load_results, load_top1, markdown, plot, select_sections)
 from tinyvim_mm.benchmark.presets import KINDS
 
 
@@ -40,6 +42,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         'config files, measured in one table')
     source.add_argument('--from-json', help='print the tables (and --plot) of a saved run')
     source.add_argument('--list-presets', action='store_true')
+    parser.add_argument('--only', nargs='+', default=[], metavar='PATTERN',
+                        help="with --preset: only the rows whose label or model contains a "
+                        "PATTERN (case-insensitive; each table's reference row stays)")
+    parser.add_argument('--columns', nargs='+', default=[], metavar='NAME',
+                        help='with --preset: only the columns of these names')
     parser.add_argument('--kind', default='throughput', choices=KINDS, help='with --models')
     parser.add_argument('--batch', type=int, nargs='+', default=None,
                         help='batch size (latency: several; default 1024, latency 1 8 32, '
@@ -110,6 +117,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
         try:
             if args.preset:
                 sections, top1, budget = load_preset(args.preset)
+                sections = select_sections(sections, args.only, args.columns)
+            elif args.only or args.columns:
+                raise ValueError('--only and --columns select from a --preset')
             else:
                 sections, top1, budget = [section_from_args(args)], load_top1(), None
         except (ValueError, FileNotFoundError) as exc:

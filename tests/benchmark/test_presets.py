@@ -1,9 +1,10 @@
 """Presets are data: every preset under configs/benchmark loads into sections whose
-models, treatments and columns parse; the readme preset fits its time; bad input gets
-a clear error."""
+models, treatments and columns parse; the readme preset fits its time; part of a preset
+can be selected; bad input gets a clear error."""
 import pytest
 
-from tinyvim_mm.benchmark import Section, available_presets, load_preset, load_top1
+from tinyvim_mm.benchmark import (Section, available_presets, load_preset, load_top1,
+                                  select_sections)
 from tinyvim_mm.benchmark.models import parse_model
 from tinyvim_mm.benchmark.presets import STARTUP_S, preset_path
 
@@ -47,6 +48,29 @@ def test_readme_fits_nine_minutes():
     assert estimate <= 9 * 60 and budget is not None and budget + STARTUP_S <= 9 * 60
     assert {s.kind for s in sections} == {'throughput', 'dense', 'backbone'}
 
+
+def test_select_part_of_a_preset():
+    """Rows by pattern with each table's reference row kept (runner_train: no reference
+    row, its ratios are within a row), columns by name, tables without either dropped."""
+    sections, _, _ = load_preset('readme')
+    (s_table, ) = select_sections(sections, ['REPVIT'], ['compiled'])
+    assert [m.label for m in s_table.models] == ['TinyViM-S fast', 'repvit_m1_1']
+    assert s_table.reference == 'TinyViM-S fast' and [c.name for c in s_table.columns] == [
+        'compiled']
+    (l_table, ) = select_sections(sections, ['tinyvim-l'])  # the reference row itself
+    assert [m.label for m in l_table.models] == ['TinyViM-L fast']
+    assert select_sections(sections) == list(sections)
+    (teacher, ) = select_sections(load_preset('train_teacher')[0], ['tinyvim-b'],
+                                  ['released', 'default'])
+    assert [m.label for m in teacher.models] == ['TinyViM-B, RegNetY-16GF teacher']
+    assert teacher.reference == 'TinyViM-B, RegNetY-16GF teacher'
+    assert [c.name for c in teacher.columns] == ['released', 'default']
+    with pytest.raises(ValueError, match="no model of the preset matches 'nope'; its rows"):
+        select_sections(sections, ['nope'])
+    with pytest.raises(ValueError, match=r"no column named \['fast'\] .* columns: \['CUDA"):
+        select_sections(sections, columns=['fast'])
+    with pytest.raises(ValueError, match='no section of the preset has both'):
+        select_sections(sections, ['tinyvim-b'], ['compiled'])
 
 def test_top1_table():
     top1 = load_top1()

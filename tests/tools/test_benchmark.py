@@ -89,6 +89,8 @@ def test_plot_labels_do_not_overlap():
     (['--preset', 'nope'], "unknown preset 'nope'; available: "),
     (['--models', 'timm:no_such_net'], "unknown timm model 'no_such_net'"),
     (['--models', 'tinyvim-s', '--reference', 'tinyvim-b'], 'reference .tinyvim-b.'),
+    (['--models', 'tinyvim-s', '--only', 'tinyvim'], '--only and --columns select from a --preset'),
+    (['--preset', 'readme', '--columns', 'fast'], r"no column named \['fast'\]"),
 ])
 def test_bad_input_exits_with_a_message(bench, argv, message):
     with pytest.raises(SystemExit, match=message):

@@ -18,7 +18,7 @@ run, and the tables say what each ran with.
 CLIs: ``tools/benchmark.py`` and ``tools/benchmark_scan.py``.
 """
 from .models import ModelSpec, parse_model
-from .presets import Section, available_presets, load_preset, load_top1
+from .presets import Section, available_presets, load_preset, load_top1, select_sections
 from .report import load_results, markdown, plot
 from .suite import Suite
 from .timing import TimingConfig
@@ -26,5 +26,6 @@ from .treatments import Treatment
 
 __all__ = [
     'ModelSpec', 'Section', 'Suite', 'TimingConfig', 'Treatment', 'available_presets',
-    'load_preset', 'load_results', 'load_top1', 'markdown', 'parse_model', 'plot'
+    'load_preset', 'load_results', 'load_top1', 'markdown', 'parse_model', 'plot',
+    'select_sections'
 ]

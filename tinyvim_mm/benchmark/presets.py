@@ -24,7 +24,7 @@ The ImageNet top-1 of the models (``top1``, a dict by model name) lives in
 """
 import dataclasses
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from .models import ModelSpec, parse_model
 from .runner_train import TrainVariant
@@ -209,6 +209,44 @@ def load_preset(name: str) -> Tuple[List[Section], Dict[str, Any], Optional[floa
         raise ValueError(f'preset {name!r} defines no sections')
     sections = [Section.parse(s) for s in cfg['sections']]
     return sections, dict(cfg.get('top1') or {}), cfg.get('time_budget')
+
+
+def select_sections(sections: Sequence[Section], models: Sequence[str] = (),
+                    columns: Sequence[str] = ()) -> List[Section]:
+    """The part of a preset to run: the rows whose label or model name contains one of
+    ``models`` (case-insensitive; a section's reference row stays, for its ratios, except
+    in ``runner_train`` sections, whose ratios are within a row) and the columns named in
+    ``columns`` (exactly); empty means all. Sections with no matching row or no such
+    column are dropped.
+
+    Raises:
+        ValueError: a pattern or column name that matches nothing (with what there is).
+    """
+    def matches(model: ModelSpec, pattern: str) -> bool:
+        return pattern.lower() in model.label.lower() or pattern.lower() in model.name.lower()
+
+    for pattern in models:
+        if not any(matches(m, pattern) for s in sections for m in s.models):
+            labels = sorted({m.label for s in sections for m in s.models})
+            raise ValueError(f'no model of the preset matches {pattern!r}; its rows: {labels}')
+    names = sorted({c.name for s in sections for c in s.columns})
+    unknown = sorted(set(columns) - set(names))
+    if unknown:
+        raise ValueError(f'no column named {unknown} in the preset; its columns: {names}')
+    chosen = []
+    for section in sections:
+        # runner_train's ratios are over each row's first column, the others' over a row
+        keep = section.reference if section.kind != 'runner_train' else None
+        hits = [m for m in section.models if any(matches(m, p) for p in models)]
+        rows = tuple(m for m in section.models if not models or m in hits or m.label == keep)
+        cols = tuple(c for c in section.columns if not columns or c.name in columns)
+        if cols and (hits or not models):
+            chosen.append(dataclasses.replace(section, models=rows, columns=cols,
+                                              reference=keep or rows[0].label))
+    if not chosen:
+        raise ValueError(f'no section of the preset has both a row matching {list(models)} '
+                         f'and a column of {list(columns)}')
+    return chosen
 
 
 def load_top1() -> Dict[str, Any]:
