@@ -126,7 +126,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
             sys.exit(f'error: {exc}')
         torch.backends.cudnn.benchmark = True
         suite = Suite(torch.device(args.device), args.json, args.time_budget or budget,
-                      args.item_timeout, meta=dict(preset=args.preset, top1=top1),
+                      args.item_timeout, meta=dict(preset=args.preset, only=args.only,
+                                                   columns=args.columns, top1=top1),
                       log=lambda line: print(line, flush=True))
         print(suite.env, flush=True)
         suite.run(sections)

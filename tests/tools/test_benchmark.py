@@ -42,6 +42,22 @@ def test_models_table_json_plot(bench, tmp_path, capsys):
     assert table.split('Environment')[1] in capsys.readouterr().out
 
 
+def test_part_of_a_preset(bench, tmp_path):
+    """--only / --columns run part of a preset file: the matching rows and the table's
+    reference row, the named column; the JSON says what was selected."""
+    preset, out = tmp_path / 'tiny.py', tmp_path / 'part.json'
+    preset.write_text(
+        "sections = [dict(kind='throughput', title='tiny', batch=2, img_size=32,\n"
+        "    models=['tinyvim-s:fast', 'timm:mobileone_s0', 'timm:repvit_m1_1'],\n"
+        "    treatment=dict(dtype='fp32'), timing=dict(warmup=0, repeats=1, min_time=0),\n"
+        "    columns=[dict(name='eager'), dict(name='channels-last', channels_last=True)])]\n")
+    data = bench.main(['--preset', str(preset), '--only', 'MobileOne', '--columns',
+                       'channels-last', '--device', 'cpu', '--json', str(out)])
+    assert [(r['label'], r['column']) for r in data['records']] == [
+        ('TinyViM-S fast', 'channels-last'), ('mobileone_s0', 'channels-last')]
+    saved = json.loads(out.read_text())
+    assert saved['only'] == ['MobileOne'] and saved['columns'] == ['channels-last']
+
 def test_former_json_is_readable(bench, capsys):
     """docs/benchmark_h100.json (written by the former tool) still prints as a table."""
     data = bench.main(['--from-json', str(REPO / 'docs' / 'benchmark_h100.json')])
