@@ -129,9 +129,13 @@ default_hooks = dict(
 # iteration compiles for 1.5-4 minutes (validation runs the backbone eagerly);
 # plain torch.compile without graphs did not pay off (0.88-1.15x eager). Turn any off with
 # e.g. `--cfg-options fast_training.compile=False`, all with `fast_training=None`.
+# async_logging: the losses reach the log one iteration late, from copies started without
+# waiting (tinyvim_mm.engine.async_log), so the host does not wait for the device at the
+# end of every iteration before it fetches the next batch, runs the hooks and launches
+# the next iteration (the released script waits there: loss.item() every iteration).
 runner_type = 'FastTrainingRunner'
 fast_training = dict(amp='float16', channels_last=True, fused_optimizer=True,
-                     compile=dict(mode='reduce-overhead'))
+                     compile=dict(mode='reduce-overhead'), async_logging=True)
 # cuDNN picks its convolution kernels by timing them once per input shape (fixed 224x224
 # crops here), as the released script does (DeiT's main.py: cudnn.benchmark = True).
 env_cfg = dict(cudnn_benchmark=True)

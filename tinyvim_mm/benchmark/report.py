@@ -151,7 +151,8 @@ def _runner(data: Dict[str, Any], section: Dict[str, Any], cells: Dict[tuple, An
             cell = cells.get((m['label'], name))
             ok = bool(cell) and cell.get('status') == 'ok'
             ran = ', '.join([cell['optim_wrapper']] + [
-                flag for flag in ('channels_last', 'fused_optimizer', 'compiled')
+                flag for flag in ('channels_last', 'fused_optimizer', 'compiled',
+                                  'async_logging')
                 if cell.get(flag)] + ([f'{cell["workers"]} data workers']
                                       if cell.get('workers') else [])) if ok else '—'
             rows.append([m['label'], name, ran, _value(cell, 'img_per_s'),

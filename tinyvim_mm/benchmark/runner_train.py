@@ -155,17 +155,24 @@ class _PeakMemory(Hook):
 
 
 class _IterTimes(Hook):
-    """Wall time of every iteration (the device synchronised after it, as training does
-    anyway: MMEngine's RuntimeInfoHook reads the losses every iteration), what of it went
-    to waiting for the batch and to Python's garbage collector, the losses, and the
-    peak-memory reset and a full garbage collection at the end of the warm-up."""
+    """Wall time of every iteration as the loop's host sees it, what of it went to waiting
+    for the batch and to Python's garbage collector, the losses, and the peak-memory reset
+    and a full garbage collection at the end of the warm-up.
+
+    The device is synchronised only where the timed window starts and ends (after the
+    warm-up's last iteration and the timed ones' last): inside it the loop waits for the
+    device where the loop itself does (MMEngine's RuntimeInfoHook reads the losses every
+    iteration; ``fast_training.async_logging`` does not wait), so the window's mean is
+    the loop's pace either way. The losses are kept on the device and read after training.
+    """
     priority = 'LOWEST'
 
-    def __init__(self, device: torch.device, warmup: int) -> None:
+    def __init__(self, device: torch.device, warmup: int, iters: int) -> None:
         self.device = device
         self.warmup = warmup
+        self.iters = iters
         self.stamps: List[float] = []
-        self.losses: List[float] = []
+        self._losses: List[torch.Tensor] = []
         self.data_ms: List[float] = []  # waiting for the batch, per iteration
         self.gc_ms: List[float] = []  # Python's garbage collector, per iteration
         self._gc_total = 0.0
@@ -193,9 +200,15 @@ class _IterTimes(Hook):
     def before_train_iter(self, runner, batch_idx: int, data_batch: Any = None) -> None:
         self.data_ms.append((time.perf_counter() - self.stamps[-1]) * 1e3)
 
+    @property
+    def losses(self) -> List[float]:
+        """The training loss of every iteration (reads them from the device)."""
+        return [float(t) for t in self._losses]
+
     def after_train_iter(self, runner, batch_idx: int, data_batch: Any = None,
                          outputs: Optional[dict] = None) -> None:
-        synchronize(self.device)
+        if batch_idx + 1 in (self.warmup, self.warmup + self.iters):
+            synchronize(self.device)
         if batch_idx + 1 == self.warmup:
             # A full collection now, in the last warm-up iteration: the warm-up (and a
             # compilation) leaves many new long-lived objects, whose first full collection
@@ -206,8 +219,8 @@ class _IterTimes(Hook):
         self.stamps.append(time.perf_counter())
         self.gc_ms.append(self._gc_total * 1e3)
         self._gc_total = 0.0
-        if outputs and 'loss' in outputs:
-            self.losses.append(float(torch.as_tensor(outputs['loss']).detach()))
+        if outputs and 'loss' in outputs:  # a copy: a CUDA graph's output is overwritten
+            self._losses.append(torch.as_tensor(outputs['loss']).detach().clone())
 
 
 #: The loop's boundaries that :class:`_Phases` marks, in order, each with the name of the
@@ -368,8 +381,11 @@ class _LoopProfile(Hook):
 
 def _applied(runner) -> Dict[str, Any]:
     """What the built runner really trains with: optim wrapper, fused optimizer, memory
-    format of the model's convolution weights, a compiled backbone."""
+    format of the model's convolution weights, a compiled backbone, losses logged without
+    waiting."""
     from mmengine.optim import AmpOptimWrapper
+
+    from tinyvim_mm.engine import AsyncRuntimeInfoHook
     wrapper = runner.optim_wrapper
     conv = next((m.weight for m in runner.model.modules()
                  if isinstance(m, torch.nn.Conv2d) and m.weight.dim() == 4), None)
@@ -380,7 +396,8 @@ def _applied(runner) -> Dict[str, Any]:
                 and conv.is_contiguous(memory_format=torch.channels_last)
                 and not conv.is_contiguous(),
                 compiled=getattr(getattr(runner.model, 'backbone', runner.model),
-                                 '_compiled_call_impl', None) is not None)
+                                 '_compiled_call_impl', None) is not None,
+                async_logging=any(isinstance(h, AsyncRuntimeInfoHook) for h in runner.hooks))
 
 
 def runner_train(ctx: Context, spec: ModelSpec, variant: TrainVariant, iters: int,
@@ -435,7 +452,8 @@ def runner_train(ctx: Context, spec: ModelSpec, variant: TrainVariant, iters: in
             sampler=dict(type='DefaultSampler', shuffle=False),
             collate_fn=collate, pin_memory=pin_memory,
             dataset=PackedDataset(samples, batch * (warmup + iters + profile))))
-        timer, memory = _IterTimes(ctx.device, warmup), _PeakMemory(ctx.device, warmup)
+        timer = _IterTimes(ctx.device, warmup, iters)
+        memory = _PeakMemory(ctx.device, warmup)
         phases = _Phases(ctx.device, warmup, iters)
         runner.register_hook(phases, priority='LOWEST')  # marks the end before timer syncs
         runner.register_hook(timer, priority='LOWEST')
@@ -459,8 +477,9 @@ def runner_train(ctx: Context, spec: ModelSpec, variant: TrainVariant, iters: in
     times = [b - a for a, b in zip(timer.stamps, timer.stamps[1:])]
     timed = times[warmup:warmup + iters]
     mean = statistics.fmean(timed)
-    if not all(math.isfinite(v) for v in timer.losses):
-        raise FloatingPointError(f'non-finite training loss: {timer.losses}')
+    losses = timer.losses
+    if not all(math.isfinite(v) for v in losses):
+        raise FloatingPointError(f'non-finite training loss: {losses}')
     return dict(batch=batch, img_size=list(size), workers=workers, img_per_s=batch / mean,
                 iter_per_s=1 / mean, ms=round(mean * 1e3, 3),
                 median_ms=round(statistics.median(timed) * 1e3, 3),
@@ -471,7 +490,7 @@ def runner_train(ctx: Context, spec: ModelSpec, variant: TrainVariant, iters: in
                 phases_ms=phases.medians(),
                 first_iter_s=round(times[0], 3), peak_mem_gb=memory.peak_gb,
                 held_mem_gb=memory.held_gb,
-                first_loss=timer.losses[0] if timer.losses else None,
-                last_loss=timer.losses[-1] if timer.losses else None,
+                first_loss=losses[0] if losses else None,
+                last_loss=losses[-1] if losses else None,
                 cudnn_benchmark=bool(cfg.get('env_cfg', {}).get('cudnn_benchmark')), **applied,
                 **({'profile': profiler.result} if profiler is not None else {}))

@@ -24,6 +24,8 @@ import torch
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS
 
+from .async_log import HostScalars
+
 
 def _flat(t: torch.Tensor) -> Optional[torch.Tensor]:
     """``t``'s elements as a 1-D view in memory order where ``t`` is dense with its first
@@ -165,9 +167,11 @@ class _AGCMixin:
 
     MMEngine's wrappers log the norm with ``float(norm)`` right after clipping, which makes
     the host wait for the whole backward pass before it may launch the optimizer step.
-    With ``defer_norm_log`` the norm is read at the next clipping step instead (the
-    device has long finished it by then: the loop reads its losses after every
-    iteration), so ``train/grad_norm`` lags one iteration behind the losses.
+    With ``defer_norm_log`` the norm's copy to the host starts without waiting
+    (:class:`~tinyvim_mm.engine.async_log.HostScalars`) and is read at the next clipping
+    step, when it has long arrived; ``train/grad_norm`` lags one iteration behind the
+    losses (as the losses under :class:`~tinyvim_mm.engine.async_log.AsyncRuntimeInfoHook`
+    lag one behind the iterations).
 
     Args:
         defer_norm_log: read the norm one step later; ``None``: where the gradients are
@@ -186,7 +190,7 @@ class _AGCMixin:
             clip_grad = None
         super().__init__(*args, clip_grad=clip_grad, **kwargs)
         self.defer_norm_log = defer_norm_log
-        self._pending_norm: Optional[torch.Tensor] = None
+        self._pending_norm: Optional[HostScalars] = None
         if agc is not None:
             self.clip_func = AdaptiveGradClipper()
             self.grad_name = 'grad_norm'
@@ -203,15 +207,16 @@ class _AGCMixin:
             return
         defer = norm.is_cuda if self.defer_norm_log is None else self.defer_norm_log
         if defer:
-            self._pending_norm = norm.detach()
+            self._pending_norm = HostScalars({self.grad_name: norm})
         else:
             self.message_hub.update_scalar(f'train/{self.grad_name}', float(norm))
 
     def log_pending_norm(self) -> None:
-        """Write a deferred gradient norm to the message hub (waits for it if needed)."""
+        """Write a deferred gradient norm to the message hub (waits for its copy if needed)."""
         if self._pending_norm is not None:
-            norm, self._pending_norm = self._pending_norm, None
-            self.message_hub.update_scalar(f'train/{self.grad_name}', float(norm))
+            pending, self._pending_norm = self._pending_norm, None
+            for name, norm in pending.read().items():
+                self.message_hub.update_scalar(f'train/{name}', norm)
 
 
 @OPTIM_WRAPPERS.register_module()

@@ -22,7 +22,12 @@ A config opts in with ``runner_type = 'FastTrainingRunner'`` and, for example::
   :func:`compile_for_training`), ``True``, the keyword arguments of ``torch.compile``
   or, short for ``dict(mode=...)``, one of its modes (``--cfg-options
   fast_training.compile=reduce-overhead`` replaces a config's ``compile=False``, which a
-  dict given on the command line cannot without ``_delete_``).
+  dict given on the command line cannot without ``_delete_``);
+- ``async_logging``: the losses reach the log one iteration late, from copies to the
+  host started without waiting (:class:`~tinyvim_mm.engine.async_log.AsyncRuntimeInfoHook`
+  in place of MMEngine's ``RuntimeInfoHook``, whose ``.item()`` makes the host wait for
+  the device at the end of every iteration while the next batch, the hooks and the next
+  launches are still to come).
 
 They apply on CUDA devices only; elsewhere (CPU runs, tests) training runs in the plain
 form, with one log line saying so. Any of them is turned off from the command line, e.g.
@@ -42,7 +47,7 @@ from .runner import enable_amp
 
 #: The settings a config may give, and what each means when absent.
 DEFAULTS: Dict[str, object] = dict(amp=False, channels_last=False, fused_optimizer=False,
-                                   compile=False)
+                                   compile=False, async_logging=False)
 FUSED_OPTIMIZERS = ('Adam', 'AdamW', 'SGD')
 COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
 
@@ -130,7 +135,13 @@ def plan_fast_training(settings: Optional[dict], capability: Optional[Tuple[int,
 
 
 def apply_to_config(cfg, settings: dict) -> None:
-    """The config edits of :func:`plan_fast_training`'s settings (AMP, fused optimizer)."""
+    """The config edits of :func:`plan_fast_training`'s settings (AMP, fused optimizer,
+    the runtime-info hook of ``async_logging``).
+
+    Raises:
+        ValueError: ``fused_optimizer`` for an optimizer without a fused implementation;
+            ``async_logging`` with a config whose own ``runtime_info`` hook is another.
+    """
     if settings.get('amp'):
         enable_amp(cfg)
         cfg.optim_wrapper.dtype = settings['amp']
@@ -140,6 +151,14 @@ def apply_to_config(cfg, settings: dict) -> None:
             raise ValueError(f'fast_training.fused_optimizer: {optimizer.get("type")!r} has no '
                              f'fused implementation; set it False (fused: {FUSED_OPTIMIZERS})')
         optimizer.fused = True
+    if settings.get('async_logging'):
+        hooks = cfg.get('default_hooks') or {}
+        current = hooks.get('runtime_info', dict(type='RuntimeInfoHook'))
+        if (current or {}).get('type') not in ('RuntimeInfoHook', 'AsyncRuntimeInfoHook'):
+            raise ValueError(f'fast_training.async_logging replaces the RuntimeInfoHook, but '
+                             f'default_hooks.runtime_info is {current!r}; set '
+                             'fast_training.async_logging=False')
+        cfg.default_hooks = dict(hooks, runtime_info=dict(type='AsyncRuntimeInfoHook'))
 
 
 def backbone_of(model: nn.Module) -> nn.Module:

@@ -139,13 +139,15 @@ backbone_det_fp16 = dict(
 # ---------------------------------------------------------------- training, runner level
 # The configs' real training loops (MMEngine Runner: data preprocessor with Mixup /
 # CutMix, losses, AGC, EMA, hooks) on in-memory samples, at the configs' batch per GPU.
-# "released": the released recipe's equivalent, AMP with NCHW and plain AdamW (and the
-# distillation teacher in fp16, NCHW, as it ran under AMP there);
+# "released": the released recipe's equivalent, AMP with NCHW and plain AdamW, the losses
+# read every iteration (and the distillation teacher in fp16, NCHW, as it ran under AMP
+# there);
 # "default": the config as it is (ImageNet's fast_training: AMP, channels-last, fused
-# AdamW, the backbone compiled into CUDA graphs; the teacher's teacher_fast: fp16,
-# compiled, replayed from CUDA graphs).
+# AdamW, the backbone compiled into CUDA graphs, the losses logged without waiting; the
+# teacher's teacher_fast: fp16, compiled, replayed from CUDA graphs); "losses read every
+# iteration": the default with MMEngine's RuntimeInfoHook (what async_logging gives).
 released = {'fast_training.channels_last': False, 'fast_training.fused_optimizer': False,
-            'fast_training.compile': False}
+            'fast_training.compile': False, 'fast_training.async_logging': False}
 # Detection and segmentation train in the plain form by default (fp32, NCHW, the optimizer
 # unfused: the fast settings did not pay off there); "fast form": their fast_training
 # settings on (channels-last only for segmentation: mmcv's RoIAlign needs NCHW).
@@ -155,7 +157,8 @@ train_cls_variants = [
     dict(name='released', cfg_options=dict(released, **{
         'model.teacher_fast': dict(dtype='float16', channels_last=False, compile=False)})),
     dict(name='eager', cfg_options={'fast_training.compile': False}),
-    dict(name='default')]
+    dict(name='default'),
+    dict(name='losses read every iteration', cfg_options={'fast_training.async_logging': False})]
 train_cls = dict(
     kind='runner_train', title='ImageNet training, runner level (batch 128 per GPU, 224x224)',
     iters=20, warmup=5, columns=train_cls_variants,
@@ -164,12 +167,12 @@ train_cls = dict(
             dict(name='configs/tinyvim_b_8xb128_in1k.py', label='TinyViM-B, RegNetY-16GF teacher'),
             dict(name='configs/tinyvim_b_8xb128_in1k_noteacher.py', label='TinyViM-B, no teacher')])
 # The distillation teacher (RegNetY-16GF, ~17x the student's forward): released, the
-# default (the teacher in fp16, compiled, replayed from CUDA graphs) and the default with
-# the teacher not compiled (the previous default).
+# default (the teacher in fp16, compiled, replayed from CUDA graphs), the default with the
+# losses read every iteration and with the teacher not compiled (the previous default).
 train_teacher = dict(
     train_cls, title='ImageNet training with the teacher, runner level (batch 128 per GPU, '
     '224x224)',
-    columns=[train_cls_variants[0], train_cls_variants[2],
+    columns=[train_cls_variants[0], train_cls_variants[2], train_cls_variants[3],
              dict(name='teacher not compiled', cfg_options={'model.teacher_fast': dict(
                  dtype='float16', channels_last=False, compile=False, cuda_graphs=True)})],
     models=[train_cls['models'][0], train_cls['models'][2]])

@@ -1,0 +1,118 @@
+"""Logging a training loop's scalars without making the host wait for the device.
+
+MMEngine's ``RuntimeInfoHook`` writes every iteration's losses to the message hub with
+``tensor.item()``: the host waits there until the device has finished the iteration
+(backward and optimizer step included), then fetches the next batch, runs the hooks and
+launches the next forward while the device idles. :class:`AsyncRuntimeInfoHook` starts
+copies of the losses to pinned host memory instead and writes them one iteration later,
+when they have long arrived: the host runs ahead and the device stays busy.
+"""
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from mmengine.hooks import RuntimeInfoHook
+from mmengine.registry import HOOKS
+
+
+class HostScalars:
+    """One-element tensors (and plain numbers) on their way to the host.
+
+    The tensors of each device are gathered into one float64 tensor (exact for the
+    float16 / bfloat16 / float32 values and the integers below 2**53 that losses and
+    norms are) and copied to pinned host memory without waiting, behind the work that
+    computes them; :meth:`read` waits for those copies only (a CUDA event), not for the
+    work queued after them. CPU tensors are read at once (that costs no waiting).
+
+    Args:
+        values: name -> one-element tensor or number.
+
+    Raises:
+        ValueError: a tensor with other than one element (naming it).
+    """
+
+    def __init__(self, values: Dict[str, Any]) -> None:
+        self._names = list(values)
+        self._plain: Dict[str, Any] = {}
+        self._pending: List[Tuple[List[str], List[torch.dtype], torch.Tensor,
+                                  Optional[torch.cuda.Event]]] = []
+        by_device: Dict[torch.device, Dict[str, torch.Tensor]] = {}
+        for name, value in values.items():
+            if not isinstance(value, torch.Tensor):
+                self._plain[name] = value
+                continue
+            if value.numel() != 1:
+                raise ValueError(f'{name!r}: a logged value must have one element, got a '
+                                 f'tensor of shape {tuple(value.shape)}')
+            if value.device.type == 'cpu':
+                self._plain[name] = value.item()
+            else:
+                by_device.setdefault(value.device, {})[name] = value.detach()
+        for device, tensors in by_device.items():
+            gathered = torch.stack([t.reshape(()).to(torch.float64) for t in tensors.values()])
+            event = None
+            if device.type == 'cuda':
+                host = torch.empty(gathered.shape, dtype=torch.float64, pin_memory=True)
+                host.copy_(gathered, non_blocking=True)
+                event = torch.cuda.Event()
+                event.record()
+            else:  # another accelerator: an ordinary (waiting) copy
+                host = gathered.cpu()
+            self._pending.append((list(tensors), [t.dtype for t in tensors.values()], host,
+                                  event))
+
+    def read(self) -> Dict[str, Any]:
+        """The values as Python numbers, in the order given (waits for their copies)."""
+        out = dict(self._plain)
+        for names, dtypes, host, event in self._pending:
+            if event is not None:
+                event.synchronize()
+            for name, dtype, value in zip(names, dtypes, host.tolist()):
+                out[name] = value if dtype.is_floating_point else int(value)
+        return {name: out[name] for name in self._names}
+
+
+@HOOKS.register_module()
+class AsyncRuntimeInfoHook(RuntimeInfoHook):
+    """MMEngine's ``RuntimeInfoHook`` whose training outputs (the losses) reach the message
+    hub one iteration late, so that the host never waits for the device to log them.
+
+    After each training iteration the outputs' copies to the host start
+    (:class:`HostScalars`) and the previous iteration's arrive in the message hub, with
+    the same values, in the same order, as ``RuntimeInfoHook`` writes them; the last
+    iteration's are written at the end of each epoch, before validation and at the end of
+    training. What differs: a log line at iteration ``i`` averages the losses up to
+    ``i - 1``, and a checkpoint saved by iteration keeps that iteration's losses out of
+    its log history. Other hooks still get the iteration's own ``outputs``.
+
+    ``fast_training.async_logging`` puts it in place of ``RuntimeInfoHook``
+    (:mod:`tinyvim_mm.engine.fast_training`); by itself:
+    ``default_hooks = dict(runtime_info=dict(type='AsyncRuntimeInfoHook'))``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pending: Optional[HostScalars] = None
+
+    def flush(self, runner) -> None:
+        """Write the pending iteration's outputs to the message hub (waits for them)."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            for key, value in pending.read().items():
+                runner.message_hub.update_scalar(f'train/{key}', value)
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch: Any = None,
+                         outputs: Optional[dict] = None) -> None:
+        self.flush(runner)
+        if outputs is not None:
+            self._pending = HostScalars(outputs)
+
+    def after_train_epoch(self, runner) -> None:
+        self.flush(runner)
+
+    def before_val(self, runner) -> None:
+        self.flush(runner)
+        super().before_val(runner)
+
+    def after_train(self, runner) -> None:
+        self.flush(runner)
+        super().after_train(runner)
