@@ -52,9 +52,10 @@ class HostScalars:
             event = None
             if device.type == 'cuda':
                 host = torch.empty(gathered.shape, dtype=torch.float64, pin_memory=True)
-                host.copy_(gathered, non_blocking=True)
-                event = torch.cuda.Event()
-                event.record()
+                with torch.cuda.device(device):  # the copy and its event on that device
+                    host.copy_(gathered, non_blocking=True)
+                    event = torch.cuda.Event()
+                    event.record()
             else:  # another accelerator: an ordinary (waiting) copy
                 host = gathered.cpu()
             self._pending.append((list(tensors), [t.dtype for t in tensors.values()], host,
