@@ -137,6 +137,63 @@ def test_model_edits_keep_the_state_dict():
     assert model[0].weight.is_contiguous()  # necks and heads keep the plain layout
     assert list(model.state_dict()) == keys  # in-place compile: no `_orig_mod.` prefix
 
+def _preprocessor_and_batch(seed: int = 0):
+    """mmpretrain's ClsDataPreprocessor with Mixup / CutMix, and a uint8 batch of 4."""
+    from mmpretrain.models import ClsDataPreprocessor
+    from mmpretrain.structures import DataSample
+    pre = ClsDataPreprocessor(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
+                              num_classes=5, to_onehot=True,
+                              batch_augments=dict(augments=[dict(type='Mixup', alpha=0.8),
+                                                            dict(type='CutMix', alpha=1.0)]))
+    g = torch.Generator().manual_seed(seed)
+    batch = dict(inputs=torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8, generator=g),
+                 data_samples=[DataSample().set_gt_label(i % 5) for i in range(4)])
+    return pre, batch
+
+
+def _seeded(fn, *args):
+    import numpy as np
+    np.random.seed(0)
+    torch.manual_seed(0)
+    return fn(*args)
+
+
+def test_preprocess_stream_wraps_training_calls_only():
+    from tinyvim_mm.engine.fast_training import _tensors
+    pre, batch = _preprocessor_and_batch()
+    reference = _seeded(pre, copy.deepcopy(batch), True)
+    model = nn.Module()
+    model.data_preprocessor = pre
+    prepare_model(model, dict(preprocess_stream=True))
+    assert 'forward' in vars(pre)  # wrapped on the instance
+    out = _seeded(pre, copy.deepcopy(batch), True)  # no CUDA here: the call as before
+    assert torch.equal(out['inputs'], reference['inputs'])
+    found = list(_tensors(out))  # the batch and every sample's label and score
+    assert len(found) == 1 + 2 * 4 and found[0] is out['inputs']
+    assert torch.equal(out['data_samples'][2].gt_score, reference['data_samples'][2].gt_score)
+    settings, notes = plan_fast_training(dict(preprocess_stream=True), None)
+    assert settings == {} and 'preprocess_stream' in notes[0]
+
+
+@needs_gpu
+def test_preprocess_stream_gives_the_same_batch_on_gpu():
+    pre, batch = _preprocessor_and_batch()
+    pre = pre.cuda()
+    reference = _seeded(pre, copy.deepcopy(batch), True)
+    model = nn.Module()
+    model.data_preprocessor = pre
+    prepare_model(model, dict(preprocess_stream=True))
+    busy = torch.randn(4096, 4096, device='cuda')
+    for _ in range(4):  # work queued on the main stream, which the copies need not wait for
+        busy = busy @ busy / 64
+    out = _seeded(pre, copy.deepcopy(batch), True)
+    inputs = out['inputs'] * 1  # used on the main stream after the side stream's work
+    assert torch.equal(inputs, reference['inputs'])
+    for a, b in zip(out['data_samples'], reference['data_samples']):
+        assert torch.equal(a.gt_score, b.gt_score) and torch.equal(a.gt_label, b.gt_label)
+    assert torch.isfinite(busy).all()
+
+
 def test_model_edits_pass_the_compile_mode(monkeypatch):
     model = nn.Sequential(nn.Conv2d(3, 8, 3))
     model.backbone = nn.Conv2d(8, 8, 1)

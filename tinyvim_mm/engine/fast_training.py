@@ -27,7 +27,11 @@ A config opts in with ``runner_type = 'FastTrainingRunner'`` and, for example::
   host started without waiting (:class:`~tinyvim_mm.engine.async_log.AsyncRuntimeInfoHook`
   in place of MMEngine's ``RuntimeInfoHook``, whose ``.item()`` makes the host wait for
   the device at the end of every iteration while the next batch, the hooks and the next
-  launches are still to come).
+  launches are still to come);
+- ``preprocess_stream``: the data preprocessor's training calls (copies to the device,
+  normalisation, labels, Mixup / CutMix) run on a CUDA stream of their own
+  (:func:`preprocess_on_side_stream`), so that their blocking copies wait for that
+  stream alone, not for the previous iteration's work queued on the main one.
 
 They apply on CUDA devices only; elsewhere (CPU runs, tests) training runs in the plain
 form, with one log line saying so. Any of them is turned off from the command line, e.g.
@@ -35,11 +39,12 @@ form, with one log line saying so. Any of them is turned off from the command li
 """
 import copy
 import logging
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 from mmengine.model import is_model_wrapper
+from mmengine.structures import BaseDataElement
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -47,7 +52,8 @@ from .runner import enable_amp
 
 #: The settings a config may give, and what each means when absent.
 DEFAULTS: Dict[str, object] = dict(amp=False, channels_last=False, fused_optimizer=False,
-                                   compile=False, async_logging=False)
+                                   compile=False, async_logging=False,
+                                   preprocess_stream=False)
 FUSED_OPTIMIZERS = ('Adam', 'AdamW', 'SGD')
 COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
 
@@ -186,14 +192,71 @@ def compile_for_training(module: nn.Module, **kwargs) -> None:
     module._compiled_call_impl = call
 
 
+def _tensors(value: Any) -> Iterator[torch.Tensor]:
+    """The tensors in ``value``: a tensor, or dicts, lists, tuples and MMEngine data
+    elements (a batch's ``data_samples``) of them, nested."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, BaseDataElement):
+        for v in value.values():
+            yield from _tensors(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _tensors(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _tensors(v)
+
+
+def preprocess_on_side_stream(preprocessor: nn.Module) -> None:
+    """Run ``preprocessor``'s training calls on a CUDA stream of their own, in place.
+
+    A data preprocessor copies the batch to the device with blocking copies (images,
+    labels, Mixup's permutation index), and a blocking copy waits for everything queued on
+    its stream: on the main stream, for the whole previous iteration, while the host
+    still has the batch's per-sample Python work to do and the device then idles. On a
+    stream of its own the copies wait for the preprocessing alone, which thus overlaps
+    the previous iteration. The main stream then waits for the side stream (on the
+    device), and every output tensor is marked as used by the main stream
+    (``record_stream``), so that the caching allocator does not hand its memory to the
+    next batch's preprocessing before the main stream is done with it. Calls with
+    ``training=False`` (validation, test) and calls without CUDA run as before.
+    """
+    forward = preprocessor.forward
+    streams: Dict[int, torch.cuda.Stream] = {}
+
+    def call(data: dict, training: bool = False) -> dict:
+        if not training or not torch.cuda.is_available():
+            return forward(data, training)
+        index = torch.cuda.current_device()
+        if index not in streams:
+            streams[index] = torch.cuda.Stream(index)
+        main = torch.cuda.current_stream(index)
+        with torch.cuda.stream(streams[index]):
+            out = forward(data, training)
+        main.wait_stream(streams[index])
+        marked = set()
+        for t in _tensors(out):
+            key = t.untyped_storage().data_ptr()
+            if t.is_cuda and key not in marked:
+                marked.add(key)
+                t.record_stream(main)
+        return out
+
+    preprocessor.forward = call
+
+
 def prepare_model(model: nn.Module, settings: dict) -> nn.Module:
     """The model edits: channels-last backbone weights, a backbone compiled for training
-    (in place)."""
+    (in place), the data preprocessor on a stream of its own."""
     if settings.get('channels_last'):
         backbone_of(model).to(memory_format=torch.channels_last)
     compile_cfg = settings.get('compile')
     if compile_cfg:
         compile_for_training(backbone_of(model), **compile_kwargs(compile_cfg))
+    if settings.get('preprocess_stream'):
+        inner = model.module if is_model_wrapper(model) else model
+        preprocess_on_side_stream(inner.data_preprocessor)
     return model
 
 
