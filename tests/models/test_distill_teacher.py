@@ -49,7 +49,8 @@ def test_teacher_logits_after_loading(tmp_path):
 
 @pytest.mark.parametrize('fast', [dict(dtype='fp8'), dict(dtype='float16', tf32=True),
                                   dict(compile='reduce-overhead'), dict(cuda_graphs='yes'),
-                                  dict(cuda_graphs=True, compile=dict(mode='reduce-overhead'))])
+                                  dict(cuda_graphs=True, compile=dict(mode='reduce-overhead')),
+                                  dict(concurrent=1)])
 def test_bad_teacher_fast(fast):
     with pytest.raises(ValueError, match='teacher_fast'):
         build(teacher_fast=fast)
@@ -75,6 +76,35 @@ def test_teacher_fast_default_and_cpu_form(teacher_ckpt):
     teacher = model.teacher
     assert teacher._compiled_call_impl is None and model._teacher_graphed is None
     assert next(teacher.parameters()).dtype == torch.float32
+
+
+def _losses(model, x, labels):
+    from mmpretrain.structures import DataSample
+    samples = [DataSample().set_gt_label(int(i)) for i in labels]
+    return model.loss(x, samples)
+
+
+@pytest.mark.parametrize('device', [
+    'cpu', pytest.param('cuda', marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                          reason='needs a CUDA device'))])
+def test_concurrent_teacher_gives_the_same_losses(teacher_ckpt, device):
+    """teacher_fast.concurrent runs the teacher on a stream of its own beside the
+    student (CUDA; elsewhere the plain order): the losses are those of the plain order,
+    exactly, the teacher replayed from its CUDA graph included (three calls: warm-up,
+    capture, replay)."""
+    fast = dict(dtype='float16', compile=False, cuda_graphs=True)
+    torch.manual_seed(0)
+    plain = build(teacher_ckpt, teacher_fast=fast).to(device)
+    plain.init_weights()
+    side = copy.deepcopy(plain)
+    side.teacher_fast = dict(fast, concurrent=True)
+    x = torch.randn(4, 3, 32, 32, device=device)
+    for _ in range(3):
+        expected, got = _losses(plain, x, [0, 1, 2, 3]), _losses(side, x, [0, 1, 2, 3])
+        assert set(got) == set(expected) and len(got) == 2
+        for key in expected:
+            assert torch.equal(got[key], expected[key]), key
+    assert bool(side._teacher_streams.module) == (device == 'cuda')
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')

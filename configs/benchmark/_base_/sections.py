@@ -171,12 +171,16 @@ train_cls = dict(
             dict(name='configs/tinyvim_b_8xb128_in1k_noteacher.py', label='TinyViM-B, no teacher')])
 # The distillation teacher (RegNetY-16GF, ~17x the student's forward): released, the
 # default (the teacher in fp16, compiled, replayed from CUDA graphs), the default with the
-# losses read every iteration, with the preprocess stream and with the teacher not
-# compiled (the previous default).
+# losses read every iteration, with the preprocess stream, with the teacher on a stream of
+# its own beside the student's forward (teacher_fast.concurrent, not a default until
+# measured) and with the teacher not compiled (the previous default).
 train_teacher = dict(
     train_cls, title='ImageNet training with the teacher, runner level (batch 128 per GPU, '
     '224x224)',
     columns=[*train_cls_variants[0:1], *train_cls_variants[2:],
+             dict(name='+ teacher beside the student', cfg_options={'model.teacher_fast': dict(
+                 dtype='float16', channels_last=False, compile=True, cuda_graphs=True,
+                 concurrent=True)}),
              dict(name='teacher not compiled', cfg_options={'model.teacher_fast': dict(
                  dtype='float16', channels_last=False, compile=False, cuda_graphs=True)})],
     models=[train_cls['models'][0], train_cls['models'][2]])

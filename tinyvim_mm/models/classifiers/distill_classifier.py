@@ -6,7 +6,7 @@ mmpretrain configs (``custom_imports``).
 import copy
 import logging
 from pathlib import Path
-from typing import Callable, List, Optional, Union
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -57,12 +57,12 @@ def _keeping_memory_format(fn: Callable[[torch.Tensor], torch.Tensor]
 
 
 class _Detached:
-    """Holds a module outside its owner's module tree, so that it has no
-    parameters, buffers or ``state_dict`` entries there, is left alone by
-    ``train()`` / ``init_weights()`` / optimizers / DDP, and is shared, not
-    copied, by ``deepcopy`` (the EMA model)."""
+    """Holds a module (or the CUDA streams of the concurrent teacher) outside its owner's
+    module tree, so that it has no parameters, buffers or ``state_dict`` entries there,
+    is left alone by ``train()`` / ``init_weights()`` / optimizers / DDP, and is shared,
+    not copied, by ``deepcopy`` (the EMA model)."""
 
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, module: Any) -> None:
         self.module = module
 
     def __deepcopy__(self, memo: dict) -> '_Detached':
@@ -108,7 +108,10 @@ class DistillImageClassifier(ImageClassifier):
             the teacher in place: ``True`` or its keyword arguments) and
             ``cuda_graphs`` (replay the teacher's forward from CUDA graphs, one per
             batch shape: :func:`tinyvim_mm.ops.cuda_graphs.enable_cuda_graphs`) of the teacher's
-            forward; ``None``: fp32, as built.
+            forward, and ``concurrent`` (run the teacher on a CUDA stream of its own, beside
+            the student's forward: the teacher's compute-bound convolutions and the
+            student's memory-bound kernels can share the GPU; off by default until
+            measured); ``None``: fp32, as built.
     """
 
     def __init__(self,
@@ -130,14 +133,16 @@ class DistillImageClassifier(ImageClassifier):
         self._teacher_cfg = teacher
         self.teacher_checkpoint = teacher_checkpoint
         self.teacher_fast = dict(teacher_fast or {})
-        unknown = set(self.teacher_fast) - {'dtype', 'channels_last', 'compile', 'cuda_graphs'}
+        unknown = set(self.teacher_fast) - {'dtype', 'channels_last', 'compile', 'cuda_graphs',
+                                            'concurrent'}
         compile_cfg = self.teacher_fast.get('compile', False)
         if (unknown or self.teacher_fast.get('dtype', 'float32') not in FAST_DTYPES
                 or not isinstance(compile_cfg, (bool, dict))
-                or not isinstance(self.teacher_fast.get('cuda_graphs', False), bool)):
+                or not isinstance(self.teacher_fast.get('cuda_graphs', False), bool)
+                or not isinstance(self.teacher_fast.get('concurrent', False), bool)):
             raise ValueError(f'teacher_fast takes dtype ({sorted(FAST_DTYPES)}), channels_last, '
-                             f'compile (True, False or torch.compile keyword arguments) and '
-                             f'cuda_graphs (True / False), got {teacher_fast}')
+                             f'compile (True, False or torch.compile keyword arguments), '
+                             f'cuda_graphs and concurrent (True / False), got {teacher_fast}')
         if (self.teacher_fast.get('cuda_graphs') and isinstance(compile_cfg, dict)
                 and 'reduce-overhead' in str(compile_cfg.get('mode'))):
             raise ValueError(f'teacher_fast: cuda_graphs=True and compile mode '
@@ -145,6 +150,8 @@ class DistillImageClassifier(ImageClassifier):
         self._teacher_loaded = False
         self._teacher_fast_on: Optional[torch.device] = None
         self._teacher_graphed: Optional[_Detached] = None
+        # device index -> the concurrent teacher's CUDA stream
+        self._teacher_streams = _Detached({})
         if teacher is None:
             if teacher_checkpoint is not None:
                 raise ValueError('teacher_checkpoint is set but teacher is None; set '
@@ -275,7 +282,31 @@ class DistillImageClassifier(ImageClassifier):
 
     def loss(self, inputs: torch.Tensor, data_samples: List[DataSample]) -> dict:
         """Losses of both heads; ``dist_head`` against the teacher if any."""
-        feats = self.extract_feat(inputs)
         if not self.has_teacher:
-            return self.head.loss(feats, data_samples)
-        return self.head.loss(feats, data_samples, teacher_logits=self.teacher_logits(inputs))
+            return self.head.loss(self.extract_feat(inputs), data_samples)
+        if self.teacher_fast.get('concurrent') and inputs.is_cuda:
+            feats, logits = self._student_beside_teacher(inputs)
+        else:
+            feats = self.extract_feat(inputs)
+            logits = self.teacher_logits(inputs)
+        return self.head.loss(feats, data_samples, teacher_logits=logits)
+
+    def _student_beside_teacher(self, inputs: torch.Tensor
+                                ) -> Tuple[Tuple[torch.Tensor, ...], torch.Tensor]:
+        """The student's features and the teacher's logits, the teacher launched first on
+        a stream of its own (``teacher_fast.concurrent``). The side stream starts once the
+        inputs are ready; the main stream waits for it before the logits are used, and
+        the logits (allocated on the side stream) are marked as used by the main one, so
+        that the allocator does not hand their memory to the next batch's teacher early.
+        ``inputs`` outlive the wait, so no main-stream allocation reuses them meanwhile."""
+        streams, index = self._teacher_streams.module, inputs.device.index
+        if index not in streams:
+            streams[index] = torch.cuda.Stream(inputs.device)
+        side, main = streams[index], torch.cuda.current_stream(inputs.device)
+        side.wait_stream(main)
+        with torch.cuda.stream(side):
+            logits = self.teacher_logits(inputs)
+        feats = self.extract_feat(inputs)
+        main.wait_stream(side)
+        logits.record_stream(main)
+        return feats, logits
