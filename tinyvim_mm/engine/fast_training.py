@@ -44,9 +44,9 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 import torch
 import torch.nn as nn
 from mmengine.model import is_model_wrapper
-from mmengine.structures import BaseDataElement
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+from mmengine.structures import BaseDataElement
 
 from .runner import enable_amp
 
