@@ -159,7 +159,8 @@ class _IterTimes(Hook):
     for the batch and to Python's garbage collector, the losses, and the peak-memory reset
     and a full garbage collection at the end of the warm-up.
 
-    The device is synchronised only where the timed window starts and ends (after the
+    The device is synchronised only after the first iteration (its time: the compilation
+    and the first launches) and where the timed window starts and ends (after the
     warm-up's last iteration and the timed ones' last): inside it the loop waits for the
     device where the loop itself does (MMEngine's RuntimeInfoHook reads the losses every
     iteration; ``fast_training.async_logging`` does not wait), so the window's mean is
@@ -207,7 +208,7 @@ class _IterTimes(Hook):
 
     def after_train_iter(self, runner, batch_idx: int, data_batch: Any = None,
                          outputs: Optional[dict] = None) -> None:
-        if batch_idx + 1 in (self.warmup, self.warmup + self.iters):
+        if batch_idx + 1 in (1, self.warmup, self.warmup + self.iters):
             synchronize(self.device)
         if batch_idx + 1 == self.warmup:
             # A full collection now, in the last warm-up iteration: the warm-up (and a
