@@ -17,11 +17,12 @@ from mmengine.registry import HOOKS
 class HostScalars:
     """One-element tensors (and plain numbers) on their way to the host.
 
-    The tensors of each device are gathered into one float64 tensor (exact for the
+    The CUDA tensors of each device are gathered into one float64 tensor (exact for the
     float16 / bfloat16 / float32 values and the integers below 2**53 that losses and
     norms are) and copied to pinned host memory without waiting, behind the work that
     computes them; :meth:`read` waits for those copies only (a CUDA event), not for the
-    work queued after them. CPU tensors are read at once (that costs no waiting).
+    work queued after them. Tensors elsewhere are read at once (on the CPU that costs no
+    waiting).
 
     Args:
         values: name -> one-element tensor or number.
@@ -34,7 +35,7 @@ class HostScalars:
         self._names = list(values)
         self._plain: Dict[str, Any] = {}
         self._pending: List[Tuple[List[str], List[torch.dtype], torch.Tensor,
-                                  Optional[torch.cuda.Event]]] = []
+                                  torch.cuda.Event]] = []
         by_device: Dict[torch.device, Dict[str, torch.Tensor]] = {}
         for name, value in values.items():
             if not isinstance(value, torch.Tensor):
@@ -43,21 +44,17 @@ class HostScalars:
             if value.numel() != 1:
                 raise ValueError(f'{name!r}: a logged value must have one element, got a '
                                  f'tensor of shape {tuple(value.shape)}')
-            if value.device.type == 'cpu':
-                self._plain[name] = value.item()
-            else:
+            if value.device.type == 'cuda':
                 by_device.setdefault(value.device, {})[name] = value.detach()
+            else:
+                self._plain[name] = value.item()
         for device, tensors in by_device.items():
             gathered = torch.stack([t.reshape(()).to(torch.float64) for t in tensors.values()])
-            event = None
-            if device.type == 'cuda':
-                host = torch.empty(gathered.shape, dtype=torch.float64, pin_memory=True)
-                with torch.cuda.device(device):  # the copy and its event on that device
-                    host.copy_(gathered, non_blocking=True)
-                    event = torch.cuda.Event()
-                    event.record()
-            else:  # another accelerator: an ordinary (waiting) copy
-                host = gathered.cpu()
+            host = torch.empty(gathered.shape, dtype=torch.float64, pin_memory=True)
+            with torch.cuda.device(device):  # the copy and its event on that device
+                host.copy_(gathered, non_blocking=True)
+                event = torch.cuda.Event()
+                event.record()
             self._pending.append((list(tensors), [t.dtype for t in tensors.values()], host,
                                   event))
 
@@ -65,8 +62,7 @@ class HostScalars:
         """The values as Python numbers, in the order given (waits for their copies)."""
         out = dict(self._plain)
         for names, dtypes, host, event in self._pending:
-            if event is not None:
-                event.synchronize()
+            event.synchronize()
             for name, dtype, value in zip(names, dtypes, host.tolist()):
                 out[name] = value if dtype.is_floating_point else int(value)
         return {name: out[name] for name in self._names}

@@ -197,10 +197,7 @@ def _tensors(value: Any) -> Iterator[torch.Tensor]:
     elements (a batch's ``data_samples``) of them, nested."""
     if isinstance(value, torch.Tensor):
         yield value
-    elif isinstance(value, BaseDataElement):
-        for v in value.values():
-            yield from _tensors(v)
-    elif isinstance(value, dict):
+    elif isinstance(value, (dict, BaseDataElement)):
         for v in value.values():
             yield from _tensors(v)
     elif isinstance(value, (list, tuple)):
