@@ -66,22 +66,27 @@ def teacher_ckpt(tmp_path) -> str:
 
 
 def test_teacher_fast_default_and_cpu_form(teacher_ckpt):
-    """The default teacher_fast (fp16, compiled, CUDA graphs) applies on CUDA only: on
-    the CPU the teacher stays as built (fp32, not compiled)."""
+    """The default teacher_fast (fp16, compiled, CUDA graphs, on a stream of its own)
+    applies on CUDA only: on the CPU the teacher stays as built (fp32, not compiled) and
+    runs after the student, with no stream."""
     model = build(teacher_ckpt)
     assert model.teacher_fast == dict(dtype='float16', channels_last=False, compile=True,
-                                      cuda_graphs=True)
+                                      cuda_graphs=True, concurrent=True)
     model.init_weights()
-    model.teacher_logits(torch.randn(2, 3, 32, 32))
+    model.loss(torch.randn(2, 3, 32, 32), _samples([1, 2]))
     teacher = model.teacher
     assert teacher._compiled_call_impl is None and model._teacher_graphed is None
     assert next(teacher.parameters()).dtype == torch.float32
+    assert model._teacher_streams.module == {}
+
+
+def _samples(labels):
+    from mmpretrain.structures import DataSample
+    return [DataSample().set_gt_label(int(i)) for i in labels]
 
 
 def _losses(model, x, labels):
-    from mmpretrain.structures import DataSample
-    samples = [DataSample().set_gt_label(int(i)) for i in labels]
-    return model.loss(x, samples)
+    return model.loss(x, _samples(labels))
 
 
 @pytest.mark.parametrize('device', [

@@ -31,7 +31,8 @@ A config opts in with ``runner_type = 'FastTrainingRunner'`` and, for example::
 - ``preprocess_stream``: the data preprocessor's training calls (copies to the device,
   normalisation, labels, Mixup / CutMix) run on a CUDA stream of their own
   (:func:`preprocess_on_side_stream`), so that their blocking copies wait for that
-  stream alone, not for the previous iteration's work queued on the main one.
+  stream alone, not for the previous iteration's work queued on the main one: with
+  ``async_logging`` the next batch is prepared while the device trains on this one.
 
 They apply on CUDA devices only; elsewhere (CPU runs, tests) training runs in the plain
 form, with one log line saying so. Any of them is turned off from the command line, e.g.

@@ -143,11 +143,12 @@ backbone_det_fp16 = dict(
 # read every iteration (and the distillation teacher in fp16, NCHW, as it ran under AMP
 # there);
 # "default": the config as it is (ImageNet's fast_training: AMP, channels-last, fused
-# AdamW, the backbone compiled into CUDA graphs, the losses logged without waiting; the
-# teacher's teacher_fast: fp16, compiled, replayed from CUDA graphs); "losses read every
-# iteration": the default with MMEngine's RuntimeInfoHook (what async_logging gives);
-# "+ preprocess stream": the default with the data preprocessor on a CUDA stream of its own
-# (fast_training.preprocess_stream, not a default until measured).
+# AdamW, the backbone compiled into CUDA graphs, the losses logged without waiting, the
+# data preprocessor on a CUDA stream of its own; the teacher's teacher_fast: fp16,
+# compiled, replayed from CUDA graphs, beside the student's forward); "preprocess on the
+# main stream": the default without fast_training.preprocess_stream; "losses read every
+# iteration": the default with MMEngine's RuntimeInfoHook (and so without the preprocess
+# stream, which overlaps only when the host runs ahead).
 released = {'fast_training.channels_last': False, 'fast_training.fused_optimizer': False,
             'fast_training.compile': False, 'fast_training.async_logging': False}
 # Detection and segmentation train in the plain form by default (fp32, NCHW, the optimizer
@@ -160,8 +161,10 @@ train_cls_variants = [
         'model.teacher_fast': dict(dtype='float16', channels_last=False, compile=False)})),
     dict(name='eager', cfg_options={'fast_training.compile': False}),
     dict(name='default'),
-    dict(name='losses read every iteration', cfg_options={'fast_training.async_logging': False}),
-    dict(name='+ preprocess stream', cfg_options={'fast_training.preprocess_stream': True})]
+    dict(name='preprocess on the main stream',
+         cfg_options={'fast_training.preprocess_stream': False}),
+    dict(name='losses read every iteration', cfg_options={
+        'fast_training.async_logging': False, 'fast_training.preprocess_stream': False})]
 train_cls = dict(
     kind='runner_train', title='ImageNet training, runner level (batch 128 per GPU, 224x224)',
     iters=20, warmup=5, columns=train_cls_variants,
@@ -170,19 +173,21 @@ train_cls = dict(
             dict(name='configs/tinyvim_b_8xb128_in1k.py', label='TinyViM-B, RegNetY-16GF teacher'),
             dict(name='configs/tinyvim_b_8xb128_in1k_noteacher.py', label='TinyViM-B, no teacher')])
 # The distillation teacher (RegNetY-16GF, ~17x the student's forward): released, the
-# default (the teacher in fp16, compiled, replayed from CUDA graphs), the default with the
-# losses read every iteration, with the preprocess stream, with the teacher on a stream of
-# its own beside the student's forward (teacher_fast.concurrent, not a default until
-# measured) and with the teacher not compiled (the previous default).
+# default (the teacher in fp16, compiled, replayed from CUDA graphs, on a stream of its
+# own beside the student's forward), the default with the preprocessor on the main
+# stream, with the losses read every iteration, with the teacher after the student's
+# forward on the same stream (teacher_fast.concurrent=False) and with the teacher not
+# compiled.
 train_teacher = dict(
     train_cls, title='ImageNet training with the teacher, runner level (batch 128 per GPU, '
     '224x224)',
     columns=[*train_cls_variants[0:1], *train_cls_variants[2:],
-             dict(name='+ teacher beside the student', cfg_options={'model.teacher_fast': dict(
+             dict(name='teacher after the student', cfg_options={'model.teacher_fast': dict(
                  dtype='float16', channels_last=False, compile=True, cuda_graphs=True,
-                 concurrent=True)}),
+                 concurrent=False)}),
              dict(name='teacher not compiled', cfg_options={'model.teacher_fast': dict(
-                 dtype='float16', channels_last=False, compile=False, cuda_graphs=True)})],
+                 dtype='float16', channels_last=False, compile=False, cuda_graphs=True,
+                 concurrent=True)})],
     models=[train_cls['models'][0], train_cls['models'][2]])
 train_det = dict(
     kind='runner_train', title='Detection training, runner level (batch 4 per GPU, 800x1333)',
