@@ -1,6 +1,8 @@
 """Logging without waiting for the device (``tinyvim_mm.engine.async_log``): the values
 reach the message hub unchanged and in order, one iteration late; the fast_training
 setting that turns it on."""
+from typing import Optional
+
 import pytest
 import torch
 import torch.nn as nn
@@ -71,17 +73,17 @@ class _Probe(Hook):
         self.counts.append(0 if buffer is None else len(buffer.data[0]))
 
 
-def _train(tmp_path, runtime_info: str):
+def _train(tmp_path, runtime_info: str, checkpoint: Optional[dict] = None):
     probe = _Probe()
     torch.manual_seed(0)
     runner = Runner(
-        model=_Toy(), work_dir=str(tmp_path / runtime_info), experiment_name=runtime_info,
+        model=_Toy(), work_dir=str(tmp_path / runtime_info), experiment_name=f'{tmp_path.name}_{runtime_info}',
         train_dataloader=dict(dataset=_Data(), batch_size=4, num_workers=0,
                               sampler=dict(type='DefaultSampler', shuffle=False),
                               collate_fn=dict(type='pseudo_collate')),
         train_cfg=dict(by_epoch=True, max_epochs=2),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
-        default_hooks=dict(runtime_info=dict(type=runtime_info), checkpoint=None,
+        default_hooks=dict(runtime_info=dict(type=runtime_info), checkpoint=checkpoint,
                            logger=dict(type='LoggerHook', interval=1)),
         custom_hooks=[probe], default_scope='mmengine', randomness=dict(seed=0))
     runner.train()
@@ -98,6 +100,23 @@ def test_async_hook_logs_the_same_values_one_iteration_late(tmp_path):
     assert plain_counts == [1, 2, 3, 4, 5, 6]
     # one behind within an epoch; the epoch's last one arrives at its end
     assert deferred_counts == [0, 1, 2, 3, 4, 5]
+
+
+def test_checkpoints_hold_the_whole_log_history(tmp_path):
+    """A checkpoint saved by iteration, mid-epoch, holds the losses up to its own
+    iteration, as with RuntimeInfoHook (the pending ones are written before saving)."""
+    every_2 = dict(type='CheckpointHook', by_epoch=False, interval=2)
+    histories = {}
+    for hook in ('RuntimeInfoHook', 'AsyncRuntimeInfoHook'):
+        _train(tmp_path, hook, every_2)
+        saved = {}
+        for it in (2, 4):  # iteration 2 is mid-epoch (3 per epoch), 4 too
+            hub = torch.load(tmp_path / hook / f'iter_{it}.pth', weights_only=False)[
+                'message_hub']
+            saved[it] = hub['log_scalars']['train/loss'].data[0].tolist()
+        histories[hook] = saved
+    assert [len(v) for v in histories['RuntimeInfoHook'].values()] == [2, 4]
+    assert histories['AsyncRuntimeInfoHook'] == histories['RuntimeInfoHook']
 
 
 def test_fast_training_setting_swaps_the_runtime_info_hook():

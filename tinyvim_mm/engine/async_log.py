@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from mmengine.hooks import RuntimeInfoHook
 from mmengine.registry import HOOKS
+from mmengine.utils import apply_to
 
 
 class HostScalars:
@@ -76,10 +77,10 @@ class AsyncRuntimeInfoHook(RuntimeInfoHook):
     After each training iteration the outputs' copies to the host start
     (:class:`HostScalars`) and the previous iteration's arrive in the message hub, with
     the same values, in the same order, as ``RuntimeInfoHook`` writes them; the last
-    iteration's are written at the end of each epoch, before validation and at the end of
-    training. What differs: a log line at iteration ``i`` averages the losses up to
-    ``i - 1``, and a checkpoint saved by iteration keeps that iteration's losses out of
-    its log history. Other hooks still get the iteration's own ``outputs``.
+    iteration's are written at the end of each epoch, before validation, before a
+    checkpoint is saved (its log history is complete; saving waits for the device anyway)
+    and at the end of training. What differs: a log line at iteration ``i`` averages the
+    losses up to ``i - 1``. Other hooks still get the iteration's own ``outputs``.
 
     ``fast_training.async_logging`` puts it in place of ``RuntimeInfoHook``
     (:mod:`tinyvim_mm.engine.fast_training`); by itself:
@@ -105,6 +106,14 @@ class AsyncRuntimeInfoHook(RuntimeInfoHook):
 
     def after_train_epoch(self, runner) -> None:
         self.flush(runner)
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """The pending outputs into the message hub and the checkpoint's copy of it (the
+        runner copied the hub before calling this hook)."""
+        if self._pending is not None:
+            self.flush(runner)
+            checkpoint['message_hub'] = apply_to(runner.message_hub.state_dict(),
+                                                 lambda x: hasattr(x, 'cpu'), lambda x: x.cpu())
 
     def before_val(self, runner) -> None:
         self.flush(runner)
