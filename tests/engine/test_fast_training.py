@@ -361,8 +361,9 @@ def test_amp_form_starts_at_the_plain_loss_on_gpu(tmp_path, no_tf32):
 
 @needs_gpu
 def test_resume_is_exact_in_the_fast_form(tmp_path):
-    """Resuming with every fast setting on (the AMP loss scaler and the fused optimizer
-    state are in the checkpoint) continues the saved run bit for bit: a run of 3
+    """Resuming with every fast setting on but the compile (the AMP loss scaler and the
+    fused optimizer state are in the checkpoint; the losses logged without waiting, the
+    preprocessor on its own stream) continues the saved run bit for bit: a run of 3
     iterations saves at iteration 2, and the run resumed from that checkpoint computes
     iteration 3's loss exactly as the first run did (the restored weights, RNG and data
     order; with ``deterministic=True`` the forward is deterministic, the Triton scan's
@@ -375,7 +376,8 @@ def test_resume_is_exact_in_the_fast_form(tmp_path):
     cfg.randomness = dict(seed=0, deterministic=True)
     cfg.train_cfg.val_begin = 100  # mmseg's IoUMetric (histc) has no deterministic CUDA form
     cfg.custom_hooks = [dict(type='CheckpointGuardHook')]
-    cfg.fast_training = dict(amp='float16', channels_last=True, fused_optimizer=True)
+    cfg.fast_training = dict(amp='float16', channels_last=True, fused_optimizer=True,
+                             async_logging=True, preprocess_stream=True)
     full = _losses(copy.deepcopy(cfg))
     first = copy.deepcopy(cfg)
     first.merge_from_dict({'work_dir': str(tmp_path / 'first'), 'train_cfg.max_iters': 3,
