@@ -175,6 +175,27 @@ def test_preprocess_stream_wraps_training_calls_only():
     assert settings == {} and 'preprocess_stream' in notes[0]
 
 
+def test_preprocess_stream_marks_detection_targets():
+    """The boxes of a detection batch (mmdet's HorizontalBoxes keep their tensor in an
+    attribute) are found, so they too are marked for the main stream; masks stay on the
+    host (numpy)."""
+    import numpy as np
+    from mmdet.structures import DetDataSample
+    from mmdet.structures.bbox import HorizontalBoxes
+    from mmdet.structures.mask import BitmapMasks
+    from mmengine.structures import InstanceData
+
+    from tinyvim_mm.engine.fast_training import _tensors
+    boxes, labels = torch.rand(3, 4), torch.tensor([1, 2, 3])
+    sample = DetDataSample()
+    sample.gt_instances = InstanceData(bboxes=HorizontalBoxes(boxes), labels=labels,
+                                       masks=BitmapMasks(np.zeros((3, 8, 8), np.uint8), 8, 8))
+    found = list(_tensors(dict(inputs=torch.zeros(1), data_samples=[sample])))
+    held = sample.gt_instances.bboxes.tensor
+    assert len(found) == 3 and {id(t) for t in found[1:]} == {id(held), id(labels)}
+    assert torch.equal(held, boxes)
+
+
 @needs_gpu
 def test_preprocess_stream_gives_the_same_batch_on_gpu():
     pre, batch = _preprocessor_and_batch()

@@ -195,9 +195,12 @@ def compile_for_training(module: nn.Module, **kwargs) -> None:
 
 def _tensors(value: Any) -> Iterator[torch.Tensor]:
     """The tensors in ``value``: a tensor, or dicts, lists, tuples and MMEngine data
-    elements (a batch's ``data_samples``) of them, nested."""
+    elements (a batch's ``data_samples``) of them, nested, and the tensors that box
+    types such as mmdet's ``HorizontalBoxes`` hold (their ``tensor`` attribute)."""
     if isinstance(value, torch.Tensor):
         yield value
+    elif isinstance(getattr(value, 'tensor', None), torch.Tensor):
+        yield value.tensor
     elif isinstance(value, (dict, BaseDataElement)):
         for v in value.values():
             yield from _tensors(v)
