@@ -77,7 +77,8 @@ def _train(tmp_path, runtime_info: str, checkpoint: Optional[dict] = None):
     probe = _Probe()
     torch.manual_seed(0)
     runner = Runner(
-        model=_Toy(), work_dir=str(tmp_path / runtime_info), experiment_name=f'{tmp_path.name}_{runtime_info}',
+        model=_Toy(), work_dir=str(tmp_path / runtime_info),
+        experiment_name=f'{tmp_path.name}_{runtime_info}',  # a message hub of its own
         train_dataloader=dict(dataset=_Data(), batch_size=4, num_workers=0,
                               sampler=dict(type='DefaultSampler', shuffle=False),
                               collate_fn=dict(type='pseudo_collate')),
