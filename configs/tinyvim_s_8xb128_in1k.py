@@ -136,11 +136,11 @@ default_hooks = dict(
 # preprocess_stream: the data preprocessor (copies to the GPU, normalising, Mixup /
 # CutMix) on a CUDA stream of its own, so the next batch is prepared while the device
 # still trains on this one (it overlaps when the host runs ahead, as async_logging lets
-# it). With both,
-# on an H200 (`python tools/benchmark.py --preset train_s`, docs/benchmarks.md):
-# TinyViM-S without teacher 4,324 against 1,429 img/s released (3.03x, 5.97 against
-# 6.43 GB held); TinyViM-B without teacher 3,820 against 3,321 without the preprocess
-# stream and 1,453 released (2.63x); with this config's teacher S 2.48x, B 2.49x.
+# it). With both, on an H200 (`python tools/benchmark.py --preset train_s`,
+# docs/benchmarks.md): TinyViM-S without teacher 4,324 against 1,429 img/s released
+# (3.03x, 5.97 against 6.43 GB held); TinyViM-B without teacher 3,820 against 3,321
+# without the preprocess stream and 1,453 released (2.63x); with this config's teacher
+# S 2.48x, B 2.49x.
 runner_type = 'FastTrainingRunner'
 fast_training = dict(amp='float16', channels_last=True, fused_optimizer=True,
                      compile=dict(mode='reduce-overhead'), async_logging=True,
