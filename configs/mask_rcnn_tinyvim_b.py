@@ -38,15 +38,21 @@ auto_scale_lr = dict(enable=False, base_batch_size=32)
 optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05))
 
-# Fast training on GPUs (tinyvim_mm.engine.fast_training): all off by default, because
-# none paid off on an H200 (`python tools/benchmark.py --preset train`, docs/benchmarks.md):
-# the loop at 4 images per GPU waits on the host, and fp16 AMP's casts add work there
-# (AMP + fused AdamW vs plain, two runs: 15.4 vs 17.8 and 9.7 vs 13.6 img/s; in less
-# memory: 6.3 vs 11.4 GB). Turn them
-# on from the command line where they help, e.g. `--cfg-options fast_training.amp=float16`
-# where memory is short or on GPUs without TF32 (V100; not measured). No torch.compile
-# (every image size is another graph). channels_last=True is safe (it applies to the
-# backbone, whose maps come back NCHW: mmcv's RoIAlign indexes its input as contiguous
-# NCHW memory, unchecked) but not measured for Mask R-CNN.
+# Fast training on GPUs (tinyvim_mm.engine.fast_training). The loop at 4 images per GPU
+# waits on the host (mmdet's sampling, proposals and mask targets between small kernels)
+# and on its data workers (`python tools/benchmark.py --preset train`, docs/benchmarks.md):
+# - host_threads=1: one intra-op thread in the training process while it trains, what
+#   torchrun gives each of several processes per node; torch's default pool (a thread
+#   per core) serves only the loop's small CPU ops and competes with the data workers
+#   for the cores. One run on an H200: 13.5 -> 15.6 img/s (1.15x by the mean, 1.04x by
+#   the median; the heads' span 148 -> 126 ms, the wait for data 83 -> 74 ms).
+# - amp, fused_optimizer: off, they did not pay off (AMP + fused AdamW vs plain, two
+#   runs: 15.4 vs 17.8 and 9.7 vs 13.6 img/s), but AMP halves the memory (6.3 vs 11.4
+#   GB): `--cfg-options fast_training.amp=float16` where memory is short or on GPUs
+#   without TF32 (V100; not measured).
+# - No torch.compile (every image size is another graph). channels_last=True is safe (it
+#   applies to the backbone, whose maps come back NCHW: mmcv's RoIAlign indexes its input
+#   as contiguous NCHW memory, unchecked) but not measured for Mask R-CNN.
 runner_type = 'FastTrainingRunner'
-fast_training = dict(amp=False, channels_last=False, fused_optimizer=False, compile=False)
+fast_training = dict(amp=False, channels_last=False, fused_optimizer=False, compile=False,
+                     host_threads=1)

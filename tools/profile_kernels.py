@@ -17,6 +17,8 @@ Examples::
     # a config's whole training loop through MMEngine's Runner (in-memory samples):
     # kernels, and the host functions that take the time
     python tools/profile_kernels.py configs/tinyvim_s_8xb128_in1k_noteacher.py --runner
+    # ... and the host's whole cProfile statistics, for `python -m pstats det.pstats`
+    python tools/profile_kernels.py configs/mask_rcnn_tinyvim_b.py --runner --pstats det.pstats
 
 A toolbox config is profiled as its backbone alone (with ``--runner``: its training
 loop); ``tinyvim-{s,b,l}``, ``timm:NAME`` and mmpretrain configs as classifiers. On the
@@ -73,6 +75,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--top', type=int, default=15, help='kernels listed')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--json', type=Path, default=None, help='also write the result here')
+    parser.add_argument('--pstats', type=Path, default=None,
+                        help="with --runner: write the host's whole cProfile statistics here "
+                        "(read with python -m pstats)")
     return parser.parse_args(argv)
 
 
@@ -117,7 +122,8 @@ def profile_runner(args: argparse.Namespace, device: torch.device) -> dict:
     size = None if args.img_size is None else (args.img_size * 2)[:2]
     record = runner_train(Context(device), spec, TrainVariant('cli', dict(args.cfg_options)),
                           iters=2, warmup=3, batch=args.batch, img_size=size,
-                          profile=args.repeats)
+                          profile=args.repeats,
+                          profile_stats=str(args.pstats) if args.pstats else None)
     result = record.pop('profile')
     what = (f'training loop (Runner), batch {record["batch"]}, '
             f'{"x".join(map(str, record["img_size"]))}, {record["ms"]:.1f} ms per iteration '
@@ -136,6 +142,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
         result = profile_runner(args, device)
         _write(args.json, result)
         return result
+    if args.pstats:
+        raise SystemExit('error: --pstats profiles the host in the training loop; add --runner')
     args.batch = args.batch or 1
     size = ((args.img_size or [224]) * 2)[:2]
     treatment = Treatment(dtype=args.dtype, channels_last=args.channels_last,

@@ -1,8 +1,9 @@
 # Runner-level training (MMEngine's Runner, in-memory samples, the configs' data workers):
 # TinyViM-S/B ImageNet with and without the distillation teacher against the released
 # recipe's equivalent (AMP, NCHW, plain AdamW, eager) and the default without its CUDA
-# graphs (eager); Mask R-CNN and Semantic FPN with TinyViM-B in their default (plain)
-# form against their fast form (Semantic FPN also with its backbone in CUDA graphs). About 25 min on one H200 (each CUDA-graph column compiles
+# graphs (eager); Mask R-CNN and Semantic FPN with TinyViM-B in their default form against
+# their fast form (Mask R-CNN also with torch's host threads, Semantic FPN also with its
+# backbone in CUDA graphs). About 25 min on one H200 (each CUDA-graph column compiles
 # for 1.5-4 min): split it with --time-budget, which skips the later columns, or run
 # the train_s preset for the README's row.
 _base_ = ['./_base_/sections.py']

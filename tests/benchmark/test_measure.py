@@ -172,7 +172,7 @@ def test_prepare_config_variants(tmp_path):
         'fast_training.channels_last': False, 'fast_training.fused_optimizer': False}))
     prepare_config(cfg, released, str(tmp_path), 7)
     assert cfg.fast_training == dict(amp=False, channels_last=False,
-                                     fused_optimizer=False, compile=False)
+                                     fused_optimizer=False, compile=False, host_threads=1)
     assert cfg.model.backbone.init_cfg is None and cfg.default_hooks.checkpoint is None
     assert cfg.train_cfg == dict(type='IterBasedTrainLoop', max_iters=7, val_interval=8)
     assert cfg.val_dataloader is None and cfg.log_level == 'WARNING'

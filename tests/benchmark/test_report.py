@@ -32,15 +32,16 @@ def test_runner_table_gives_mean_and_median_ratios():
 
 def test_runner_table_adds_the_spans_of_an_iteration():
     """With ``phases_ms`` (the loop's spans on the device's timeline) a second table gives
-    them per variant, in the loop's order, a dash where a variant lacks a span; without
-    any, there is no second table."""
+    them per variant, in the loop's order, a dash where a variant lacks a span, and the
+    mean wait for data (where recorded); without any, there is no second table."""
     section = dict(kind='runner_train', title='training', batch=None, img_size=None,
                    columns=[dict(name='released', label='as released'),
                             dict(name='default', label='the config'),
                             dict(name='failed', label='x')],
                    models=[dict(name='cfg.py', label='TinyViM-S')])
     records = [_record('released', 150.0, 128.0, phases_ms={
-                   'preprocess': 3.0, 'backbone, neck (+ teacher)': 80.0, 'between': 7.25}),
+                   'preprocess': 3.0, 'backbone, neck (+ teacher)': 80.0, 'between': 7.25},
+                       data_ms=[1.0, 5.0, 300.0]),
                _record('default', 90.0, 88.0, phases_ms={
                    'preprocess': 2.0, 'backbone': 30.0, 'neck (+ teacher)': 21.5,
                    'between': 4.0}),
@@ -49,9 +50,10 @@ def test_runner_table_adds_the_spans_of_an_iteration():
     table = section_table(dict(sections=[section], records=records), 0)
     spans = table.split('Where an iteration goes')[1].splitlines()
     assert spans[2] == ('| config | variant | preprocess | backbone, neck (+ teacher) | '
-                        'between | backbone | neck (+ teacher) | iteration, mean |')
-    assert spans[4] == '| TinyViM-S | released | 3.0 | 80.0 | 7.2 | — | — | 150.0 |'
-    assert spans[5] == '| TinyViM-S | default | 2.0 | — | 4.0 | 30.0 | 21.5 | 90.0 |'
+                        'between | backbone | neck (+ teacher) | waiting for data, mean | '
+                        'iteration, mean |')
+    assert spans[4] == '| TinyViM-S | released | 3.0 | 80.0 | 7.2 | — | — | 102.0 | 150.0 |'
+    assert spans[5] == '| TinyViM-S | default | 2.0 | — | 4.0 | 30.0 | 21.5 | — | 90.0 |'
     assert len(spans) == 6  # the failed variant has no row
     for record in records[:2]:
         del record['phases_ms']

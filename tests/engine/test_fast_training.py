@@ -109,16 +109,18 @@ def test_config_edits():
     assert cfg.optim_wrapper.type == 'AmpAGCOptimWrapper'
     assert cfg.optim_wrapper.dtype == 'float16' and cfg.optim_wrapper.optimizer.fused
     assert cfg.optim_wrapper.clip_grad.type == 'agc'
-    # Mask R-CNN trains in the plain form (measured: no setting paid off on an H200),
-    # Semantic FPN with its backbone in CUDA graphs (fixed crops; 1.52x); each setting is
-    # one --cfg-options away; the toy segmentation config compiles nothing
-    for name, default in [('mask_rcnn_tinyvim_b.py', {}),
+    # Mask R-CNN trains in the plain form with one host thread (AMP and the fused optimizer
+    # did not pay off on an H200), Semantic FPN with its backbone in CUDA graphs (fixed
+    # crops; 1.52x); each setting is one --cfg-options away; the toy segmentation config
+    # compiles nothing
+    for name, default in [('mask_rcnn_tinyvim_b.py', dict(host_threads=1)),
                           ('fpn_tinyvim_s_ade20k_40k.py', dict(compile='reduce-overhead')),
                           ('fpn_tinyvim_s_toy_ade.py', {})]:
         dense = Config.fromfile(REPO / 'configs' / name)
         assert dense.runner_type == 'FastTrainingRunner'
         assert plan_fast_training(dense.fast_training, (9, 0)) == (default, []), name
-        dense.merge_from_dict({'fast_training.amp': 'float16', 'fast_training.compile': False})
+        dense.merge_from_dict({'fast_training.amp': 'float16', 'fast_training.compile': False,
+                               'fast_training.host_threads': False})
         assert plan_fast_training(dense.fast_training, (9, 0))[0] == dict(amp='float16')
     seg = Config.fromfile(REPO / 'configs' / 'fpn_tinyvim_s_ade20k_40k.py')
     apply_to_config(seg, dict(amp='bfloat16'))
@@ -491,3 +493,23 @@ def test_segmentation_trains_from_cuda_graphs_and_validates_eagerly_on_gpu(tmp_p
     assert 0 <= runner.message_hub.get_scalar('val/mIoU').current() <= 100
     before, after, again, last = graphs.counts
     assert before >= 1 and before == after and again == last  # eval compiles nothing
+
+
+def test_host_threads_setting_and_scope():
+    """``host_threads``: a number of threads >= 1 (or off), set while training only."""
+    from tinyvim_mm.engine.fast_training import host_threads
+    assert plan_fast_training(dict(host_threads=1), (9, 0)) == (dict(host_threads=1), [])
+    assert plan_fast_training(dict(host_threads=False), (9, 0)) == ({}, [])
+    for bad in (0, -2, True, 1.5, '1'):
+        with pytest.raises(ValueError, match='host_threads must be a number of threads'):
+            plan_fast_training(dict(host_threads=bad), (9, 0))
+    before = torch.get_num_threads()
+    with host_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError, match='inside'):
+        with host_threads(1):
+            raise RuntimeError('inside')
+    assert torch.get_num_threads() == before
+    with host_threads(None):
+        assert torch.get_num_threads() == before

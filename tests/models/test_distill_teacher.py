@@ -80,13 +80,14 @@ def test_teacher_fast_default_and_cpu_form(teacher_ckpt):
     assert model._teacher_streams.module == {}
 
 
-def _samples(labels):
+def _samples(labels, device='cpu'):
+    """Data samples with their labels on ``device``, as the data preprocessor gives them."""
     from mmpretrain.structures import DataSample
-    return [DataSample().set_gt_label(int(i)) for i in labels]
+    return [DataSample().set_gt_label(int(i)).to(device) for i in labels]
 
 
 def _losses(model, x, labels):
-    return model.loss(x, _samples(labels))
+    return model.loss(x, _samples(labels, x.device))
 
 
 @pytest.mark.parametrize('device', [

@@ -226,11 +226,16 @@ def test_kernel_categories():
 def test_profile_runner_loop(tmp_path, capsys):
     """--runner profiles a config's training loop through the Runner: operator time by
     category, the host functions (the optimizer step among them, its calls counted per
-    iteration), the unprofiled iteration time; bad combinations error."""
+    iteration; with --pstats all of them in a file), the unprofiled iteration time; bad
+    combinations error."""
+    import pstats
     tool = load_module(REPO / 'tools' / 'profile_kernels.py', 'profile_kernels_cli')
-    out = tmp_path / 'runner.json'
+    out, stats = tmp_path / 'runner.json', tmp_path / 'host.pstats'
     result = tool.main(['configs/tinyvim_s_toy_imagenet.py', '--runner', '--batch', '2',
-                        '--img-size', '32', '--repeats', '2', '--json', str(out)])
+                        '--img-size', '32', '--repeats', '2', '--json', str(out),
+                        '--pstats', str(stats)])
+    steps = [v for k, v in pstats.Stats(str(stats)).stats.items() if k[2] == 'train_step']
+    assert len(steps) == 1 and steps[0][1] == 2  # the two profiled iterations
     assert abs(sum(c['share'] for c in result['categories']) - 1) < 1e-6
     assert result['repeats'] == 2 and result['wall_ms'] > 0
     host = {row['function'].split(' (')[0]: row for row in result['host']}
@@ -241,6 +246,8 @@ def test_profile_runner_loop(tmp_path, capsys):
     assert '| host function |' in capsys.readouterr().out
     with pytest.raises(SystemExit, match='config'):
         tool.main(['tinyvim-s', '--runner'])
+    with pytest.raises(SystemExit, match='add --runner'):
+        tool.main(['tinyvim-s', '--pstats', str(stats)])
     with pytest.raises(SystemExit, match='--cfg-options'):
         tool.main(['configs/tinyvim_s_toy_imagenet.py', '--runner', '--scan-backend', 'torch'])
 

@@ -2,6 +2,7 @@
 section, with every model's ImageNet top-1 and its ratio to the section's reference
 model, and a throughput-vs-top-1 (Pareto) plot."""
 import json
+import statistics
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -150,11 +151,13 @@ def _runner(data: Dict[str, Any], section: Dict[str, Any], cells: Dict[tuple, An
         for name in columns:
             cell = cells.get((m['label'], name))
             ok = bool(cell) and cell.get('status') == 'ok'
-            ran = ', '.join([cell['optim_wrapper']] + [
-                flag for flag in ('channels_last', 'fused_optimizer', 'compiled',
-                                  'async_logging')
-                if cell.get(flag)] + ([f'{cell["workers"]} data workers']
-                                      if cell.get('workers') else [])) if ok else '—'
+            ran = ', '.join(
+                [cell['optim_wrapper']]
+                + [flag for flag in ('channels_last', 'fused_optimizer', 'compiled',
+                                     'async_logging') if cell.get(flag)]
+                + ([f'host threads {cell["host_threads"]}'] if cell.get('host_threads') else [])
+                + ([f'{cell["workers"]} data workers'] if cell.get('workers') else [])
+            ) if ok else '—'
             rows.append([m['label'], name, ran, _value(cell, 'img_per_s'),
                          _value(cell, 'iter_per_s'),
                          _iter_ms(cell) if ok else '—',
@@ -177,12 +180,17 @@ def _phases(section: Dict[str, Any], cells: Dict[tuple, Any]) -> Optional[str]:
     for config, variant in measured:
         cell = cells[(config, variant)]
         spans = cell['phases_ms']
+        waits = cell.get('data_ms')
         rows.append([config, variant] + [f'{spans[n]:.1f}' if n in spans else '—'
-                                         for n in names] + [f'{cell["ms"]:.1f}'])
+                                         for n in names]
+                    + [f'{statistics.fmean(waits):.1f}' if waits else '—', f'{cell["ms"]:.1f}'])
     return ('Where an iteration goes, median ms of each span on the device\'s timeline '
             '(CUDA events; on the CPU, the clock; "between": from one iteration\'s end to '
-            'the next one\'s start):\n\n'
-            + _table(['config', 'variant'] + names + ['iteration, mean'], rows))
+            'the next one\'s start), and the mean wait for the next batch (the host\'s clock; '
+            'data workers that fall behind stall a few iterations in many, which medians '
+            'hide):\n\n'
+            + _table(['config', 'variant'] + names + ['waiting for data, mean',
+                                                      'iteration, mean'], rows))
 
 
 def section_table(data: Dict[str, Any], index: int) -> str:

@@ -346,8 +346,10 @@ class _LoopProfile(Hook):
     iterations after the warm-up: what the loop spends on the device and on the host."""
     priority = 'VERY_HIGH'
 
-    def __init__(self, device: torch.device, warmup: int, iters: int) -> None:
+    def __init__(self, device: torch.device, warmup: int, iters: int,
+                 stats_file: Optional[str] = None) -> None:
         self.device, self.start, self.iters = device, warmup, iters
+        self.stats_file = stats_file
         self.result: Optional[Dict[str, Any]] = None
         self._torch: Any = None
         self._python: Any = None
@@ -378,12 +380,14 @@ class _LoopProfile(Hook):
         from .profile import python_hotspots, summarise
         self.result = summarise(self._torch, self.device, self.iters, wall_ms)
         self.result['host'] = python_hotspots(self._python, self.iters)
+        if self.stats_file:
+            self._python.dump_stats(self.stats_file)
 
 
 def _applied(runner) -> Dict[str, Any]:
     """What the built runner really trains with: optim wrapper, fused optimizer, memory
     format of the model's convolution weights, a compiled backbone, losses logged without
-    waiting."""
+    waiting, the intra-op threads set for training (``None``: torch's default)."""
     from mmengine.optim import AmpOptimWrapper
 
     from tinyvim_mm.engine import AsyncRuntimeInfoHook
@@ -398,18 +402,21 @@ def _applied(runner) -> Dict[str, Any]:
                 and not conv.is_contiguous(),
                 compiled=getattr(getattr(runner.model, 'backbone', runner.model),
                                  '_compiled_call_impl', None) is not None,
-                async_logging=any(isinstance(h, AsyncRuntimeInfoHook) for h in runner.hooks))
+                async_logging=any(isinstance(h, AsyncRuntimeInfoHook) for h in runner.hooks),
+                host_threads=getattr(runner, 'fast_training', {}).get('host_threads') or None)
 
 
 def runner_train(ctx: Context, spec: ModelSpec, variant: TrainVariant, iters: int,
                  warmup: int, batch: Optional[int] = None,
                  img_size: Optional[Sequence[int]] = None,
-                 profile: int = 0, workers: Optional[int] = None) -> Dict[str, Any]:
+                 profile: int = 0, workers: Optional[int] = None,
+                 profile_stats: Optional[str] = None) -> Dict[str, Any]:
     """Train ``warmup + iters`` iterations of ``spec``'s config under ``variant`` through
     MMEngine's ``Runner``; time the last ``iters``. With ``profile`` > 0, that many more
     iterations follow under the profilers (not timed), the result under ``'profile'``
     (:func:`.profile.summarise` plus ``'host'``, the host's hot functions). ``workers``:
-    data worker processes (default: :func:`data_workers`).
+    data worker processes (default: :func:`data_workers`); ``profile_stats``: a file for
+    the profiled iterations' whole ``cProfile`` statistics (``pstats`` format).
 
     Returns:
         img/s and iter/s over the timed iterations (their mean: the in-memory samples
@@ -459,7 +466,8 @@ def runner_train(ctx: Context, spec: ModelSpec, variant: TrainVariant, iters: in
         runner.register_hook(phases, priority='LOWEST')  # marks the end before timer syncs
         runner.register_hook(timer, priority='LOWEST')
         runner.register_hook(memory, priority='HIGHEST')
-        profiler = _LoopProfile(ctx.device, warmup + iters, profile) if profile else None
+        profiler = (_LoopProfile(ctx.device, warmup + iters, profile, profile_stats)
+                    if profile else None)
         if profiler is not None:
             runner.register_hook(profiler, priority='VERY_HIGH')
         runner.train()

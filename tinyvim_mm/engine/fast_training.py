@@ -33,11 +33,17 @@ A config opts in with ``runner_type = 'FastTrainingRunner'`` and, for example::
   (:func:`preprocess_on_side_stream`), so that their blocking copies wait for that
   stream alone, not for the previous iteration's work queued on the main one: with
   ``async_logging`` the next batch is prepared while the device trains on this one.
+- ``host_threads``: the intra-op threads of the training process (``torch.set_num_threads``)
+  while it trains, e.g. ``1``, what ``torchrun`` gives each of several processes per
+  node; the main process of a GPU run does only small CPU work (mmdet's box sampling and
+  mask padding), for which a pool of one thread per core spins and takes the cores its
+  data workers need. Restored when training ends.
 
 They apply on CUDA devices only; elsewhere (CPU runs, tests) training runs in the plain
 form, with one log line saying so. Any of them is turned off from the command line, e.g.
 ``--cfg-options fast_training.amp=False``, or all with ``fast_training=None``.
 """
+import contextlib
 import copy
 import logging
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
@@ -54,7 +60,7 @@ from .runner import enable_amp
 #: The settings a config may give, and what each means when absent.
 DEFAULTS: Dict[str, object] = dict(amp=False, channels_last=False, fused_optimizer=False,
                                    compile=False, async_logging=False,
-                                   preprocess_stream=False)
+                                   preprocess_stream=False, host_threads=False)
 FUSED_OPTIMIZERS = ('Adam', 'AdamW', 'SGD')
 COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
 
@@ -119,6 +125,11 @@ def plan_fast_training(settings: Optional[dict], capability: Optional[Tuple[int,
                          f"{settings['amp']!r}")
     if settings.get('compile'):
         compile_kwargs(settings['compile'])
+    threads = settings.get('host_threads')
+    if threads is not None and threads is not False and (
+            isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f'fast_training.host_threads must be a number of threads >= 1 or '
+                         f'False, got {threads!r}')
     wanted = {k: v for k, v in settings.items() if v}
     if not wanted:
         return {}, []
@@ -277,6 +288,20 @@ def init_in_plain_layout(model: nn.Module, init: Callable[[], None]) -> None:
         backbone.to(memory_format=torch.channels_last)
 
 
+@contextlib.contextmanager
+def host_threads(threads: Optional[int]) -> Iterator[None]:
+    """``torch.set_num_threads(threads)`` inside the block (nothing for ``None`` or
+    ``False``), the former number restored after it."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if threads:
+            torch.set_num_threads(before)
+
+
 def _plan(cfg) -> Tuple[dict, List[str]]:
     """:func:`plan_fast_training` for ``cfg`` on this machine's first CUDA device."""
     cuda = torch.cuda.is_available()
@@ -295,6 +320,11 @@ class FastTrainingRunner(Runner):
 
     #: The settings that applied (set by :meth:`from_cfg`).
     fast_training: dict = {}
+
+    def train(self) -> nn.Module:
+        """MMEngine's training, with ``host_threads`` intra-op threads if set."""
+        with host_threads(self.fast_training.get('host_threads')):
+            return super().train()
 
     @classmethod
     def from_cfg(cls, cfg) -> 'FastTrainingRunner':

@@ -152,13 +152,13 @@ backbone_det_fp16 = dict(
 released = {'fast_training.channels_last': False, 'fast_training.fused_optimizer': False,
             'fast_training.compile': False, 'fast_training.async_logging': False}
 # Detection and segmentation train in the plain form by default (fp32, NCHW, the optimizer
-# unfused: the fast settings did not pay off there); "fast form": their fast_training
-# settings on (channels-last only for segmentation: mmcv's RoIAlign needs NCHW).
+# unfused: the fast settings did not pay off there; Mask R-CNN with one host thread);
+# "fast form": their fast_training settings on (channels-last only for segmentation:
+# mmcv's RoIAlign needs NCHW).
 fast_det = {'fast_training.amp': 'float16', 'fast_training.fused_optimizer': True}
 fast_seg = dict(fast_det, **{'fast_training.channels_last': True})
 # The ImageNet configs' two host-side overlaps (losses logged without waiting, the data
-# preprocessor on a stream of its own) on top of a dense config's default: not measured
-# there yet.
+# preprocessor on a stream of its own) on top of a dense config's default.
 overlaps = {'fast_training.async_logging': True, 'fast_training.preprocess_stream': True}
 train_cls_variants = [
     dict(name='released', cfg_options=dict(released, **{
@@ -196,7 +196,10 @@ train_teacher = dict(
 train_det = dict(
     kind='runner_train', title='Detection training, runner level (batch 4 per GPU, 800x1333)',
     iters=20, warmup=5,
-    columns=[dict(name='default'), dict(name='fast form', cfg_options=fast_det),
+    columns=[dict(name='default'),
+             dict(name="torch's host threads",
+                  cfg_options={'fast_training.host_threads': False}),
+             dict(name='fast form', cfg_options=fast_det),
              dict(name='+ overlaps', cfg_options=overlaps)],
     models=[dict(name=mask_rcnn_b, label='Mask R-CNN, TinyViM-B')])
 # Segmentation crops are fixed at 512x512: the default trains the backbone from CUDA
