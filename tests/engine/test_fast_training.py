@@ -495,8 +495,12 @@ def test_segmentation_trains_from_cuda_graphs_and_validates_eagerly_on_gpu(tmp_p
     assert before >= 1 and before == after and again == last  # eval compiles nothing
 
 
-def test_host_threads_setting_and_scope():
-    """``host_threads``: a number of threads >= 1 (or off), set while training only."""
+def test_host_threads_setting_and_scope(monkeypatch):
+    """``host_threads``: a number of threads >= 1 (or off), set while training only (the
+    runner's ``train``, MMEngine's inside it)."""
+    from mmengine.runner import Runner
+
+    from tinyvim_mm.engine import FastTrainingRunner
     from tinyvim_mm.engine.fast_training import host_threads
     assert plan_fast_training(dict(host_threads=1), (9, 0)) == (dict(host_threads=1), [])
     assert plan_fast_training(dict(host_threads=False), (9, 0)) == ({}, [])
@@ -513,3 +517,11 @@ def test_host_threads_setting_and_scope():
     assert torch.get_num_threads() == before
     with host_threads(None):
         assert torch.get_num_threads() == before
+    seen = []
+    monkeypatch.setattr(Runner, 'train', lambda self: seen.append(torch.get_num_threads()))
+    runner = FastTrainingRunner.__new__(FastTrainingRunner)  # the wiring alone
+    runner.fast_training = dict(host_threads=1)
+    runner.train()
+    runner.fast_training = {}
+    runner.train()
+    assert seen == [1, before] and torch.get_num_threads() == before
