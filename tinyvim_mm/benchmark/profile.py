@@ -5,14 +5,19 @@ copies).
 
 On CUDA the device time of every kernel is summed (gaps between launches are not
 counted; ``busy_fraction`` relates the sum to the wall time of the same calls); on the
-CPU the operators' self time. Used by ``tools/profile_kernels.py``.
+CPU the operators' self time; :class:`LoopProfile` does it (and ``cProfile`` on the host)
+for iterations of a training loop. Used by ``tools/profile_kernels.py``.
 """
+import cProfile
 import re
 import time
 from collections import defaultdict
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
+from mmengine.hooks import Hook
+
+from .timing import synchronize
 
 #: (category, pattern) tried in order on a kernel / operator name (lower case).
 CATEGORIES: Tuple[Tuple[str, str], ...] = (
@@ -154,3 +159,43 @@ def _short(name: str, width: int = 70) -> str:
 def shares(result: Dict[str, Any], categories: Sequence[str]) -> float:
     """Summed share of ``categories`` in a :func:`kernel_profile` result."""
     return sum(c['share'] for c in result['categories'] if c['category'] in categories)
+
+
+class LoopProfile(Hook):
+    """``torch.profiler`` (kernels) and ``cProfile`` (host functions) over ``iters``
+    iterations after the warm-up: what the loop spends on the device and on the host."""
+    priority = 'VERY_HIGH'
+
+    def __init__(self, device: torch.device, warmup: int, iters: int,
+                 stats_file: Optional[str] = None) -> None:
+        self.device, self.start, self.iters = device, warmup, iters
+        self.stats_file = stats_file
+        self.result: Optional[Dict[str, Any]] = None
+        self._torch: Any = None
+        self._python: Any = None
+        self._begin = 0.0
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch: Any = None) -> None:
+        if batch_idx != self.start:
+            return
+        from torch.profiler import ProfilerActivity, profile
+        synchronize(self.device)
+        cuda = self.device.type == 'cuda'
+        self._torch = profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU])
+        self._torch.__enter__()
+        self._python = cProfile.Profile()
+        self._begin = time.perf_counter()
+        self._python.enable()
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch: Any = None,
+                         outputs: Optional[dict] = None) -> None:
+        if batch_idx != self.start + self.iters - 1 or self._python is None:
+            return
+        synchronize(self.device)
+        self._python.disable()
+        wall_ms = (time.perf_counter() - self._begin) * 1e3 / self.iters
+        self._torch.__exit__(None, None, None)
+        self.result = summarise(self._torch, self.device, self.iters, wall_ms)
+        self.result['host'] = python_hotspots(self._python, self.iters)
+        if self.stats_file:
+            self._python.dump_stats(self.stats_file)

@@ -36,6 +36,7 @@ from mmengine.hooks import Hook
 
 from .measure import Context
 from .models import ModelSpec
+from .profile import LoopProfile
 from .synthetic import PackedDataset, packed_samples
 from .timing import peak_memory_gb, peak_memory_reset, percentile, synchronize
 from .toolbox import find_value, load_config, scope_of, strip_pretrained
@@ -341,49 +342,6 @@ class _Phases(Hook):
         return {name: round(statistics.median(v), 3) for name, v in spans.items()}
 
 
-class _LoopProfile(Hook):
-    """``torch.profiler`` (kernels) and ``cProfile`` (host functions) over ``iters``
-    iterations after the warm-up: what the loop spends on the device and on the host."""
-    priority = 'VERY_HIGH'
-
-    def __init__(self, device: torch.device, warmup: int, iters: int,
-                 stats_file: Optional[str] = None) -> None:
-        self.device, self.start, self.iters = device, warmup, iters
-        self.stats_file = stats_file
-        self.result: Optional[Dict[str, Any]] = None
-        self._torch: Any = None
-        self._python: Any = None
-        self._begin = 0.0
-
-    def before_train_iter(self, runner, batch_idx: int, data_batch: Any = None) -> None:
-        if batch_idx != self.start:
-            return
-        import cProfile
-
-        from torch.profiler import ProfilerActivity, profile
-        synchronize(self.device)
-        cuda = self.device.type == 'cuda'
-        self._torch = profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU])
-        self._torch.__enter__()
-        self._python = cProfile.Profile()
-        self._begin = time.perf_counter()
-        self._python.enable()
-
-    def after_train_iter(self, runner, batch_idx: int, data_batch: Any = None,
-                         outputs: Optional[dict] = None) -> None:
-        if batch_idx != self.start + self.iters - 1 or self._python is None:
-            return
-        synchronize(self.device)
-        self._python.disable()
-        wall_ms = (time.perf_counter() - self._begin) * 1e3 / self.iters
-        self._torch.__exit__(None, None, None)
-        from .profile import python_hotspots, summarise
-        self.result = summarise(self._torch, self.device, self.iters, wall_ms)
-        self.result['host'] = python_hotspots(self._python, self.iters)
-        if self.stats_file:
-            self._python.dump_stats(self.stats_file)
-
-
 def _applied(runner) -> Dict[str, Any]:
     """What the built runner really trains with: optim wrapper, fused optimizer, memory
     format of the model's convolution weights, a compiled backbone, losses logged without
@@ -466,7 +424,7 @@ def runner_train(ctx: Context, spec: ModelSpec, variant: TrainVariant, iters: in
         runner.register_hook(phases, priority='LOWEST')  # marks the end before timer syncs
         runner.register_hook(timer, priority='LOWEST')
         runner.register_hook(memory, priority='HIGHEST')
-        profiler = (_LoopProfile(ctx.device, warmup + iters, profile, profile_stats)
+        profiler = (LoopProfile(ctx.device, warmup + iters, profile, profile_stats)
                     if profile else None)
         if profiler is not None:
             runner.register_hook(profiler, priority='VERY_HIGH')
