@@ -36,8 +36,8 @@ A config opts in with ``runner_type = 'FastTrainingRunner'`` and, for example::
 - ``host_threads``: the intra-op threads of the training process (``torch.set_num_threads``)
   while it trains, e.g. ``1``, what ``torchrun`` gives each of several processes per
   node; the main process of a GPU run does only small CPU work (mmdet's box sampling and
-  mask padding), for which a pool of one thread per core spins and takes the cores its
-  data workers need. Restored when training ends.
+  mask padding), for which a pool of one thread per core competes with its data workers
+  for the cores. Restored when training ends.
 
 They apply on CUDA devices only; elsewhere (CPU runs, tests) training runs in the plain
 form, with one log line saying so. Any of them is turned off from the command line, e.g.
