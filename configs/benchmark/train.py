@@ -2,8 +2,8 @@
 # TinyViM-S/B ImageNet with and without the distillation teacher against the released
 # recipe's equivalent (AMP, NCHW, plain AdamW, eager) and the default without its CUDA
 # graphs (eager); Mask R-CNN and Semantic FPN with TinyViM-B in their default form against
-# their fast form (Mask R-CNN also with torch's host threads, Semantic FPN also with its
-# backbone in CUDA graphs). About 25 min on one H200 (each CUDA-graph column compiles
+# their fast form (Mask R-CNN also with torch's host threads, 8 data workers and its masks
+# as polygons, Semantic FPN also with its backbone in CUDA graphs). About 25 min on one H200 (each CUDA-graph column compiles
 # for 1.5-4 min): split it with --time-budget, which skips the later columns, or run
 # the train_s preset for the README's row.
 _base_ = ['./_base_/sections.py']

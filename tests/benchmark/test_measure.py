@@ -243,3 +243,31 @@ def test_compiled_inference_step_calls_the_model_eagerly_first():
     plain = Caching()
     inference_step(plain, x, Treatment(), torch.device('cpu'))
     assert plain.calls == []  # eager treatments: nothing runs before the step
+
+
+def test_detection_masks_follow_the_config(ctx):
+    """The in-memory detection samples carry bitmap masks, or polygons of the same
+    ellipses where the config's LoadAnnotations keeps polygons (poly2mask=False); the
+    runner trains Mask R-CNN on either."""
+    from mmdet.structures.mask import BitmapMasks, PolygonMasks
+
+    from tinyvim_mm.benchmark.runner_train import polygon_masks
+    from tinyvim_mm.benchmark.synthetic import packed_samples
+    poly = {'train_dataloader.dataset.pipeline.1.poly2mask': False}
+    cfg = load_config('configs/mask_rcnn_tinyvim_b_toy_coco.py')
+    assert not polygon_masks(cfg)
+    assert polygon_masks(load_config('configs/mask_rcnn_tinyvim_b_toy_coco.py', poly))
+    bitmaps, polygons = (packed_samples('mmdet', 2, (96, 128), 3, 0, polygons=p)
+                         for p in (False, True))
+    for a, b in zip(bitmaps, polygons):
+        exact, drawn = (s['data_samples'].gt_instances.masks for s in (a, b))
+        assert isinstance(exact, BitmapMasks) and isinstance(drawn, PolygonMasks)
+        assert torch.equal(a['inputs'], b['inputs'])
+        drawn, exact = drawn.to_ndarray().astype(bool), exact.to_ndarray().astype(bool)
+        iou = (drawn & exact).sum((1, 2)) / (drawn | exact).sum((1, 2))
+        assert iou.min() > 0.9, iou
+    spec = parse_model(dict(name='configs/mask_rcnn_tinyvim_b_toy_coco.py',
+                            cfg_options=dict(TINY_DENSE, **poly)))
+    row = runner_train(ctx, spec, TrainVariant('polygons'), iters=1, warmup=1, batch=2,
+                       img_size=(64, 96))
+    assert row['iters'] == 1 and math.isfinite(row['last_loss'])

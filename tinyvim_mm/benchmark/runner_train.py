@@ -82,6 +82,14 @@ def default_size(cfg, scope: str) -> Tuple[int, int]:
     raise ValueError('cannot tell the training input size from the config; give img_size')
 
 
+def polygon_masks(cfg) -> bool:
+    """Whether the config's training pipeline keeps instance masks as polygons
+    (``LoadAnnotations(with_mask=True, poly2mask=False)``, as mmdet's ``*_poly`` recipes)."""
+    pipeline = cfg.train_dataloader.get('dataset', {}).get('pipeline') or []
+    return any(step.get('type') == 'LoadAnnotations' and step.get('with_mask')
+               and step.get('poly2mask', True) is False for step in pipeline)
+
+
 def prepare_config(cfg, variant: TrainVariant, work_dir: str, max_iters: int):
     """``cfg`` (in place) for a benchmark run of ``variant``: its overrides, no downloads,
     ``max_iters`` iterations without validation or checkpoints, quiet logs."""
@@ -370,8 +378,9 @@ def runner_train(ctx: Context, spec: ModelSpec, variant: TrainVariant, iters: in
                  profile: int = 0, workers: Optional[int] = None,
                  profile_stats: Optional[str] = None) -> Dict[str, Any]:
     """Train ``warmup + iters`` iterations of ``spec``'s config under ``variant`` through
-    MMEngine's ``Runner``; time the last ``iters``. With ``profile`` > 0, that many more
-    iterations follow under the profilers (not timed), the result under ``'profile'``
+    MMEngine's ``Runner``; time the last ``iters`` (detection masks as bitmaps, or as
+    polygons where the config's pipeline keeps them so). With ``profile`` > 0, that many
+    more iterations follow under the profilers (not timed), the result under ``'profile'``
     (:func:`.profile.summarise` plus ``'host'``, the host's hot functions). ``workers``:
     data worker processes (default: :func:`data_workers`); ``profile_stats``: a file for
     the profiled iterations' whole ``cProfile`` statistics (``pstats`` format).
@@ -405,7 +414,8 @@ def runner_train(ctx: Context, spec: ModelSpec, variant: TrainVariant, iters: in
         _teacher_checkpoint(cfg, scope, work_dir)
         torch.backends.cudnn.benchmark = bool(cfg.get('env_cfg', {}).get('cudnn_benchmark'))
         samples = packed_samples(scope, min(batch, POOL), size,
-                                 find_value(cfg.model, 'num_classes') or 2, ctx.seed)
+                                 find_value(cfg.model, 'num_classes') or 2, ctx.seed,
+                                 polygons=polygon_masks(cfg))
         loader = cfg.train_dataloader  # its collate function and pinning are the config's
         collate = dict(loader.get('collate_fn') or dict(type='pseudo_collate'))
         pin_memory = bool(loader.get('pin_memory')) and ctx.device.type == 'cuda'

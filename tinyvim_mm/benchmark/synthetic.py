@@ -25,24 +25,35 @@ def _classification(gen: torch.Generator, size: Tuple[int, int], num_classes: in
 
 
 def _detection(gen: torch.Generator, size: Tuple[int, int], num_classes: int,
-               index: int) -> dict:
-    """Boxes of 32 px to half the image, each with an elliptic bitmap mask."""
+               index: int, polygons: bool = False) -> dict:
+    """Boxes of 32 px to half the image, each with an elliptic mask: a full-size bitmap
+    (``BitmapMasks``, what mmdet's ``LoadAnnotations`` gives by default) or, with
+    ``polygons``, the ellipse as a polygon of 32 vertices (``PolygonMasks``:
+    ``LoadAnnotations(poly2mask=False)``)."""
     from mmdet.structures import DetDataSample
     from mmdet.structures.bbox import HorizontalBoxes
-    from mmdet.structures.mask import BitmapMasks
+    from mmdet.structures.mask import BitmapMasks, PolygonMasks
     from mmengine.structures import InstanceData
     height, width = size
     n = OBJECTS_PER_IMAGE
     wh = 32 + torch.rand(n, 2, generator=gen) * (torch.tensor([width, height]) / 2 - 32)
     xy = torch.rand(n, 2, generator=gen) * (torch.tensor([width, height]) - wh)
     boxes = torch.cat([xy, xy + wh], dim=1)
-    ys, xs = np.mgrid[:height, :width]
-    masks = np.stack([((xs - (x0 + x1) / 2) / ((x1 - x0) / 2))**2
-                      + ((ys - (y0 + y1) / 2) / ((y1 - y0) / 2))**2 <= 1
-                      for x0, y0, x1, y1 in boxes.tolist()]).astype(np.uint8)
+    if polygons:
+        angles = np.linspace(0, 2 * np.pi, 32, endpoint=False)
+        masks = PolygonMasks([[np.stack([(x0 + x1) / 2 + (x1 - x0) / 2 * np.cos(angles),
+                                         (y0 + y1) / 2 + (y1 - y0) / 2 * np.sin(angles)],
+                                        axis=1).reshape(-1)]
+                              for x0, y0, x1, y1 in boxes.tolist()], height, width)
+    else:
+        ys, xs = np.mgrid[:height, :width]
+        masks = BitmapMasks(np.stack([
+            ((xs - (x0 + x1) / 2) / ((x1 - x0) / 2))**2
+            + ((ys - (y0 + y1) / 2) / ((y1 - y0) / 2))**2 <= 1
+            for x0, y0, x1, y1 in boxes.tolist()]).astype(np.uint8), height, width)
     instances = InstanceData(bboxes=HorizontalBoxes(boxes),
                              labels=torch.randint(0, num_classes, (n, ), generator=gen),
-                             masks=BitmapMasks(masks, height, width))
+                             masks=masks)
     ignored = InstanceData(bboxes=HorizontalBoxes(torch.zeros(0, 4)),
                            labels=torch.zeros(0, dtype=torch.long))
     sample = DetDataSample(metainfo=dict(img_id=index, img_path='', ori_shape=size,
@@ -69,15 +80,16 @@ def _segmentation(gen: torch.Generator, size: Tuple[int, int], num_classes: int)
 
 
 def packed_samples(scope: str, count: int, size: Sequence[int], num_classes: int,
-                   seed: int = 0) -> List[dict]:
+                   seed: int = 0, polygons: bool = False) -> List[dict]:
     """``count`` training samples of toolbox ``scope`` (``'mmpretrain'``, ``'mmdet'``,
-    ``'mmseg'``) at ``size = (H, W)``, as its packing transform gives them."""
+    ``'mmseg'``) at ``size = (H, W)``, as its packing transform gives them; detection
+    masks as polygons with ``polygons`` (else bitmaps)."""
     gen = torch.Generator().manual_seed(seed)
     size = (int(size[0]), int(size[1]))
     if scope == 'mmpretrain':
         return [_classification(gen, size, num_classes) for _ in range(count)]
     if scope == 'mmdet':
-        return [_detection(gen, size, num_classes, i) for i in range(count)]
+        return [_detection(gen, size, num_classes, i, polygons) for i in range(count)]
     if scope == 'mmseg':
         return [_segmentation(gen, size, num_classes) for _ in range(count)]
     raise ValueError(f'no synthetic samples for scope {scope!r}')

@@ -160,6 +160,11 @@ fast_seg = dict(fast_det, **{'fast_training.channels_last': True})
 # The ImageNet configs' two host-side overlaps (losses logged without waiting, the data
 # preprocessor on a stream of its own) on top of a dense config's default.
 overlaps = {'fast_training.async_logging': True, 'fast_training.preprocess_stream': True}
+# Mask R-CNN's loop waits for its data workers (batches of 4 images with full-size bitmap
+# masks): twice the workers, and the masks kept as polygons through the workers
+# (LoadAnnotations(poly2mask=False), mmdet's *_poly recipes; rasterised inside the
+# proposals by the mask head's targets).
+polygons = {'train_dataloader.dataset.pipeline.1.poly2mask': False}
 train_cls_variants = [
     dict(name='released', cfg_options=dict(released, **{
         'model.teacher_fast': dict(dtype='float16', channels_last=False, compile=False)})),
@@ -200,7 +205,9 @@ train_det = dict(
              dict(name="torch's host threads",
                   cfg_options={'fast_training.host_threads': False}),
              dict(name='fast form', cfg_options=fast_det),
-             dict(name='+ overlaps', cfg_options=overlaps)],
+             dict(name='+ overlaps', cfg_options=overlaps),
+             dict(name='8 data workers', cfg_options={'train_dataloader.num_workers': 8}),
+             dict(name='masks as polygons', cfg_options=polygons)],
     models=[dict(name=mask_rcnn_b, label='Mask R-CNN, TinyViM-B')])
 # Segmentation crops are fixed at 512x512: the default trains the backbone from CUDA
 # graphs (torch.compile mode='reduce-overhead', fp32), which remove the host-bound
