@@ -292,14 +292,15 @@ def init_in_plain_layout(model: nn.Module, init: Callable[[], None]) -> None:
 def host_threads(threads: Optional[int]) -> Iterator[None]:
     """``torch.set_num_threads(threads)`` inside the block (nothing for ``None`` or
     ``False``), the former number restored after it."""
+    if not threads:
+        yield
+        return
     before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
     try:
         yield
     finally:
-        if threads:
-            torch.set_num_threads(before)
+        torch.set_num_threads(before)
 
 
 def _plan(cfg) -> Tuple[dict, List[str]]:
