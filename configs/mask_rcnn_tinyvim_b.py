@@ -1,7 +1,17 @@
 # Mask R-CNN + FPN with a TinyViM-B backbone, 1x schedule on COCO 2017, the
 # paper's detection recipe: 8 GPUs x 4 images, AdamW lr 2e-4 wd 0.05, 12
 # epochs with lr steps at 8 and 11, single scale 1333x800. S and L inherit it.
-_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+#
+# The base is mmdet's `_poly` variant of its R-50 Mask R-CNN 1x: the same model,
+# schedule and pipeline, but the training masks stay COCO's polygons through the data
+# workers (LoadAnnotations(poly2mask=False)) and become bitmaps only as each positive
+# proposal's 28x28 mask target. Full-size bitmaps (8 MB per image of 8 objects at
+# 800x1333) made the workers the loop's bottleneck: with 4 workers per GPU a stall of
+# 250-450 ms every few iterations (`python tools/benchmark.py --preset train --only
+# Mask`, docs/benchmarks.md). COCO's crowd regions (RLE, ignored in training) are
+# dropped with one warning. tests/toolboxes/test_detection.py checks that the mask
+# targets of both forms agree.
+_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_poly-1x_coco.py'
 
 custom_imports = dict(imports=['tinyvim_mm'], allow_failed_imports=False)
 
@@ -38,14 +48,18 @@ auto_scale_lr = dict(enable=False, base_batch_size=32)
 optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05))
 
-# Fast training on GPUs (tinyvim_mm.engine.fast_training). The loop at 4 images per GPU
-# waits on the host (mmdet's sampling, proposals and mask targets between small kernels)
-# and on its data workers (`python tools/benchmark.py --preset train`, docs/benchmarks.md):
+# Fast training on GPUs (tinyvim_mm.engine.fast_training). At 4 images per GPU the loop
+# waits on the host (mmdet's sampling, proposals and mask targets between small kernels),
+# so the defaults are host-side (one H100, 30 iterations, TinyViM-B, against the plain
+# form with bitmap masks: 17.0 img/s; docs/benchmarks.md):
+# - polygon masks (the base above): 26.8 img/s (1.58x), the wait for data 72 -> 8 ms;
+# - async_logging, preprocess_stream: the losses logged one iteration late without
+#   waiting for the device, the next batch copied on a stream of its own while the
+#   device trains on this one: 29.4 img/s (1.73x);
 # - host_threads=1: one intra-op thread in the training process while it trains, what
 #   torchrun gives each of several processes per node; torch's default pool (a thread
 #   per core) serves only the loop's small CPU ops and competes with the data workers
-#   for the cores. One run on an H200: 13.5 -> 15.6 img/s (1.15x by the mean, 1.04x by
-#   the median; the heads' span 148 -> 126 ms, the wait for data 83 -> 74 ms).
+#   for the cores: 1.15x on an H200 (13.5 -> 15.6 img/s), 1.02x on an H100.
 # - amp, fused_optimizer: off, they did not pay off (AMP + fused AdamW vs plain, two
 #   runs: 15.4 vs 17.8 and 9.7 vs 13.6 img/s), but AMP halves the memory (6.3 vs 11.4
 #   GB): `--cfg-options fast_training.amp=float16` where memory is short or on GPUs
@@ -55,4 +69,4 @@ optim_wrapper = dict(
 #   as contiguous NCHW memory, unchecked) but not measured for Mask R-CNN.
 runner_type = 'FastTrainingRunner'
 fast_training = dict(amp=False, channels_last=False, fused_optimizer=False, compile=False,
-                     host_threads=1)
+                     async_logging=True, preprocess_stream=True, host_threads=1)

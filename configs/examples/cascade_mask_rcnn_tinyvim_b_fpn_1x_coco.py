@@ -18,9 +18,10 @@ optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05))
 auto_scale_lr = dict(enable=False, base_batch_size=16)
 
-# Fast training on GPUs (tinyvim_mm.engine.fast_training): all off, as in
-# mask_rcnn_tinyvim_b.py, where AMP, fused AdamW and channels-last made the loop at 4 images
-# per GPU slower (measured on an H200; not for this model). Turn them on with
-# --cfg-options where they help.
+# Fast training on GPUs (tinyvim_mm.engine.fast_training): AMP, fused AdamW, channels-last
+# and compile off, as in mask_rcnn_tinyvim_b.py, where they made the loop at 4 images per
+# GPU slower (measured on an H200; not for this model). That config's host-side defaults
+# (polygon masks through the data workers, async_logging, preprocess_stream,
+# host_threads=1) are not measured here either: add them with --cfg-options.
 runner_type = 'FastTrainingRunner'
 fast_training = dict(amp=False, channels_last=False, fused_optimizer=False, compile=False)

@@ -171,8 +171,9 @@ def test_prepare_config_variants(tmp_path):
     released = TrainVariant.parse(dict(name='released', cfg_options={
         'fast_training.channels_last': False, 'fast_training.fused_optimizer': False}))
     prepare_config(cfg, released, str(tmp_path), 7)
-    assert cfg.fast_training == dict(amp=False, channels_last=False,
-                                     fused_optimizer=False, compile=False, host_threads=1)
+    assert cfg.fast_training == dict(amp=False, channels_last=False, fused_optimizer=False,
+                                     compile=False, async_logging=True,
+                                     preprocess_stream=True, host_threads=1)
     assert cfg.model.backbone.init_cfg is None and cfg.default_hooks.checkpoint is None
     assert cfg.train_cfg == dict(type='IterBasedTrainLoop', max_iters=7, val_interval=8)
     assert cfg.val_dataloader is None and cfg.log_level == 'WARNING'
@@ -246,17 +247,17 @@ def test_compiled_inference_step_calls_the_model_eagerly_first():
 
 
 def test_detection_masks_follow_the_config(ctx):
-    """The in-memory detection samples carry bitmap masks, or polygons of the same
-    ellipses where the config's LoadAnnotations keeps polygons (poly2mask=False); the
-    runner trains Mask R-CNN on either."""
+    """The in-memory detection samples carry polygons where the config's LoadAnnotations
+    keeps them (poly2mask=False, our configs), bitmap masks of the same ellipses where it
+    rasterises them; the runner trains Mask R-CNN on either."""
     from mmdet.structures.mask import BitmapMasks, PolygonMasks
 
     from tinyvim_mm.benchmark.runner_train import polygon_masks
     from tinyvim_mm.benchmark.synthetic import packed_samples
-    poly = {'train_dataloader.dataset.pipeline.1.poly2mask': False}
-    cfg = load_config('configs/mask_rcnn_tinyvim_b_toy_coco.py')
-    assert not polygon_masks(cfg)
-    assert polygon_masks(load_config('configs/mask_rcnn_tinyvim_b_toy_coco.py', poly))
+    bitmap = {'train_dataloader.dataset.pipeline.1.poly2mask': True}
+    for name in ('mask_rcnn_tinyvim_b_toy_coco.py', 'mask_rcnn_tinyvim_b.py'):
+        assert polygon_masks(load_config(f'configs/{name}'))
+        assert not polygon_masks(load_config(f'configs/{name}', bitmap))
     bitmaps, polygons = (packed_samples('mmdet', 2, (96, 128), 3, 0, polygons=p)
                          for p in (False, True))
     for a, b in zip(bitmaps, polygons):
@@ -267,7 +268,7 @@ def test_detection_masks_follow_the_config(ctx):
         iou = (drawn & exact).sum((1, 2)) / (drawn | exact).sum((1, 2))
         assert iou.min() > 0.9, iou
     spec = parse_model(dict(name='configs/mask_rcnn_tinyvim_b_toy_coco.py',
-                            cfg_options=dict(TINY_DENSE, **poly)))
-    row = runner_train(ctx, spec, TrainVariant('polygons'), iters=1, warmup=1, batch=2,
-                       img_size=(64, 96))
-    assert row['iters'] == 1 and math.isfinite(row['last_loss'])
+                            cfg_options=TINY_DENSE))
+    for variant in (TrainVariant('polygons'), TrainVariant('bitmaps', bitmap)):
+        row = runner_train(ctx, spec, variant, iters=1, warmup=1, batch=2, img_size=(64, 96))
+        assert row['iters'] == 1 and math.isfinite(row['last_loss'])

@@ -69,10 +69,11 @@ def test_plan_reads_sync_bn_of_distributed_runs(monkeypatch):
     monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda *a: (9, 0))
     cfg = Config.fromfile(str(REPO / 'configs/fpn_tinyvim_b_ade20k_40k.py'))
     assert cfg.sync_bn == 'torch'
-    assert fast_training._plan(cfg) == (dict(compile='reduce-overhead'), [])
+    overlaps = dict(async_logging=True, preprocess_stream=True)
+    assert fast_training._plan(cfg) == (dict(compile='reduce-overhead', **overlaps), [])
     cfg.launcher = 'pytorch'
     settings, notes = fast_training._plan(cfg)
-    assert settings == {} and 'SyncBatchNorm' in notes[0]
+    assert settings == overlaps and 'SyncBatchNorm' in notes[0]
 
 
 def test_compile_setting_forms():
@@ -91,7 +92,7 @@ def test_compile_setting_forms():
             plan_fast_training(dict(compile=bad), (9, 0))
     cfg = Config.fromfile(str(REPO / 'configs/fpn_tinyvim_b_ade20k_40k.py'))
     cfg.merge_from_dict({'fast_training.compile': 'reduce-overhead'})
-    assert plan_fast_training(cfg.fast_training, (9, 0))[0] == dict(compile='reduce-overhead')
+    assert plan_fast_training(cfg.fast_training, (9, 0))[0]['compile'] == 'reduce-overhead'
 
 
 def test_config_edits():
@@ -109,18 +110,20 @@ def test_config_edits():
     assert cfg.optim_wrapper.type == 'AmpAGCOptimWrapper'
     assert cfg.optim_wrapper.dtype == 'float16' and cfg.optim_wrapper.optimizer.fused
     assert cfg.optim_wrapper.clip_grad.type == 'agc'
-    # Mask R-CNN trains in the plain form with one host thread (AMP and the fused optimizer
+    # Mask R-CNN trains in fp32 with host-side settings only (AMP and the fused optimizer
     # did not pay off on an H200), Semantic FPN with its backbone in CUDA graphs (fixed
-    # crops; 1.52x); each setting is one --cfg-options away; the toy segmentation config
-    # compiles nothing
-    for name, default in [('mask_rcnn_tinyvim_b.py', dict(host_threads=1)),
-                          ('fpn_tinyvim_s_ade20k_40k.py', dict(compile='reduce-overhead')),
-                          ('fpn_tinyvim_s_toy_ade.py', {})]:
+    # crops) and the two overlaps; each setting is one --cfg-options away; the toy
+    # segmentation config compiles nothing
+    overlaps = dict(async_logging=True, preprocess_stream=True)
+    det = dict(overlaps, host_threads=1)
+    seg = dict(compile='reduce-overhead', **overlaps)
+    for name, default in [('mask_rcnn_tinyvim_b.py', det), ('fpn_tinyvim_s_ade20k_40k.py', seg),
+                          ('fpn_tinyvim_s_toy_ade.py', overlaps)]:
         dense = Config.fromfile(REPO / 'configs' / name)
         assert dense.runner_type == 'FastTrainingRunner'
         assert plan_fast_training(dense.fast_training, (9, 0)) == (default, []), name
         dense.merge_from_dict({'fast_training.amp': 'float16', 'fast_training.compile': False,
-                               'fast_training.host_threads': False})
+                               **{f'fast_training.{k}': False for k in det}})
         assert plan_fast_training(dense.fast_training, (9, 0))[0] == dict(amp='float16')
     seg = Config.fromfile(REPO / 'configs' / 'fpn_tinyvim_s_ade20k_40k.py')
     apply_to_config(seg, dict(amp='bfloat16'))
@@ -214,6 +217,36 @@ def test_preprocess_stream_gives_the_same_batch_on_gpu():
     assert torch.equal(inputs, reference['inputs'])
     for a, b in zip(out['data_samples'], reference['data_samples']):
         assert torch.equal(a.gt_score, b.gt_score) and torch.equal(a.gt_label, b.gt_label)
+    assert torch.isfinite(busy).all()
+
+
+@needs_gpu
+def test_preprocess_stream_gives_the_same_detection_batch_on_gpu():
+    """Mask R-CNN's batches (boxes, labels, polygon masks padded with the images) come out
+    of mmdet's data preprocessor on the side stream as on the main one."""
+    from mmdet.models.data_preprocessors import DetDataPreprocessor
+    from mmdet.structures.mask import PolygonMasks
+
+    from tinyvim_mm.benchmark.synthetic import packed_samples
+    pre = DetDataPreprocessor(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
+                              bgr_to_rgb=True, pad_size_divisor=32, pad_mask=True).cuda()
+    samples = packed_samples('mmdet', 2, (200, 300), 3, 0, polygons=True)
+    batch = dict(inputs=[s['inputs'] for s in samples],
+                 data_samples=[s['data_samples'] for s in samples])
+    reference = pre(copy.deepcopy(batch), True)
+    model = nn.Module()
+    model.data_preprocessor = pre
+    prepare_model(model, dict(preprocess_stream=True))
+    busy = torch.randn(4096, 4096, device='cuda')
+    for _ in range(4):
+        busy = busy @ busy / 64
+    out = pre(copy.deepcopy(batch), True)
+    assert torch.equal(out['inputs'] * 1, reference['inputs'])
+    for a, b in zip(out['data_samples'], reference['data_samples']):
+        a, b = a.gt_instances, b.gt_instances
+        boxes = [getattr(i.bboxes, 'tensor', i.bboxes) for i in (a, b)]  # tensor or box type
+        assert torch.equal(boxes[0] * 1, boxes[1]) and torch.equal(a.labels, b.labels)
+        assert isinstance(a.masks, PolygonMasks) and a.masks.height == out['inputs'].shape[2]
     assert torch.isfinite(busy).all()
 
 

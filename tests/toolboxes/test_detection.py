@@ -59,6 +59,47 @@ def test_paper_configs(arch: str) -> None:
     assert model.backbone.out_channels == tuple(FPN_IN[arch])
 
 
+def test_polygon_masks_give_the_bitmaps_targets() -> None:
+    """The configs keep COCO's polygons through the data workers (poly2mask=False);
+    rasterised as each proposal's 28x28 target they agree with the targets that mmdet's
+    plain recipe resamples (RoIAlign) from full-size bitmaps of the same polygons: they
+    differ only along the outlines (each form rounds the boundary pixels its own way)."""
+    import numpy as np
+    from mmdet.structures.mask import BitmapMasks, PolygonMasks, mask_target
+    from mmengine.config import ConfigDict
+
+    assert all(t.poly2mask is False for t in load_cfg('mask_rcnn_tinyvim_b.py')
+               .train_dataloader.dataset.pipeline if t.type == 'LoadAnnotations')
+    rng = np.random.default_rng(0)
+    height, width, polygons, boxes = 400, 600, [], []
+    for _ in range(12):  # ellipses and triangles of 20-200 pixels
+        cx, cy = rng.uniform(100, 500), rng.uniform(100, 300)
+        rx, ry = rng.uniform(10, 100, 2)
+        n = int(rng.choice([3, 32]))
+        angles = np.linspace(0, 2 * np.pi, n, endpoint=False) + rng.uniform(0, np.pi)
+        outline = np.stack([cx + rx * np.cos(angles), cy + ry * np.sin(angles)], 1)
+        polygons.append([outline.ravel()])
+        boxes.append([*outline.min(0), *outline.max(0)])
+    drawn = PolygonMasks(polygons, height, width)
+    exact = BitmapMasks(drawn.to_ndarray(), height, width)
+    # proposals: each object's box, moved and scaled by up to 15 %
+    boxes = torch.tensor(boxes, dtype=torch.float32).repeat(4, 1)
+    size = (boxes[:, 2:] - boxes[:, :2]).repeat(1, 2)
+    proposals = boxes + size * torch.from_numpy(rng.uniform(-0.15, 0.15, boxes.shape)).float()
+    gt_inds = torch.arange(12).repeat(4)
+    cfg = ConfigDict(mask_size=28)
+    from_polygons, from_bitmaps = (mask_target([proposals], [gt_inds], [m], cfg) > 0.5
+                                   for m in (drawn, exact))
+    assert from_polygons.shape == from_bitmaps.shape == (48, 28, 28)
+    iou = ((from_polygons & from_bitmaps).sum((1, 2))
+           / (from_polygons | from_bitmaps).sum((1, 2)).clamp(min=1))
+    assert iou.mean() > 0.95 and iou.min() > 0.85, iou
+    # a wrong object's polygons would not pass: the check tells targets apart
+    shuffled = mask_target([proposals], [gt_inds.roll(1)], [drawn], cfg) > 0.5
+    wrong = (shuffled & from_bitmaps).sum((1, 2)) / (shuffled | from_bitmaps).sum((1, 2))
+    assert wrong.mean() < 0.5
+
+
 @pytest.mark.parametrize('arch', ['s', 'b'])
 def test_toy_configs(arch: str) -> None:
     """The one toy recipe: CPU-sized heads (128 channels throughout), train and test at
@@ -282,6 +323,9 @@ def test_toy_train_and_eval(tmp_path: Path) -> None:
     cfg.model.test_cfg.rcnn.update(score_thr=0.0, max_per_img=10)
     cfg.default_hooks.checkpoint = None
     runner = Runner.from_cfg(cfg)
+    from mmdet.structures.mask import PolygonMasks
+    sample = runner.train_dataloader.dataset[0]['data_samples']
+    assert isinstance(sample.gt_instances.masks, PolygonMasks)  # the recipe's poly2mask=False
     runner.train()
     assert runner.iter == 2
     metrics = runner.val()

@@ -4,8 +4,8 @@
 # from scratch, tests the checkpoint with tools/test.py (mmdet's CocoMetric) and checks
 # the bbox mAP.
 #
-# One GPU (target bbox mAP >= 0.5; mixed precision, channels-last and fused AdamW from
-# the configs' fast_training), from anywhere:
+# One GPU (target bbox mAP >= 0.5; polygon masks and the host-side settings of the
+# configs' fast_training), from anywhere:
 #   bash tools/experiments/toy_det.sh
 # CPU smoke run (a minute or two):
 #   ARCH=s DATA_SIZE=tiny EPOCHS=1 BATCH=2 WARMUP=2 WORKERS=0 MIN_MAP=0 \

@@ -151,20 +151,19 @@ backbone_det_fp16 = dict(
 # stream, which overlaps only when the host runs ahead).
 released = {'fast_training.channels_last': False, 'fast_training.fused_optimizer': False,
             'fast_training.compile': False, 'fast_training.async_logging': False}
-# Detection and segmentation train in the plain form by default (fp32, NCHW, the optimizer
-# unfused: the fast settings did not pay off there; Mask R-CNN with one host thread);
+# Segmentation trains its backbone from CUDA graphs by default, Mask R-CNN in fp32 with
+# host-side settings only (polygon masks, the two overlaps below, one host thread);
 # "fast form": their fast_training settings on (channels-last only for segmentation:
 # mmcv's RoIAlign needs NCHW).
 fast_det = {'fast_training.amp': 'float16', 'fast_training.fused_optimizer': True}
 fast_seg = dict(fast_det, **{'fast_training.channels_last': True})
 # The ImageNet configs' two host-side overlaps (losses logged without waiting, the data
-# preprocessor on a stream of its own) on top of a dense config's default.
+# preprocessor on a stream of its own), on in the dense configs too.
 overlaps = {'fast_training.async_logging': True, 'fast_training.preprocess_stream': True}
-# Mask R-CNN's loop waits for its data workers (batches of 4 images with full-size bitmap
-# masks): twice the workers, and the masks kept as polygons through the workers
-# (LoadAnnotations(poly2mask=False), mmdet's *_poly recipes; rasterised inside the
-# proposals by the mask head's targets).
-polygons = {'train_dataloader.dataset.pipeline.1.poly2mask': False}
+no_overlaps = {k: False for k in overlaps}
+# Mask R-CNN's masks as full-size bitmaps through the data workers (mmdet's plain 1x
+# recipe, LoadAnnotations(poly2mask=True)) instead of the configs' polygons.
+bitmaps = {'train_dataloader.dataset.pipeline.1.poly2mask': True}
 train_cls_variants = [
     dict(name='released', cfg_options=dict(released, **{
         'model.teacher_fast': dict(dtype='float16', channels_last=False, compile=False)})),
@@ -200,22 +199,26 @@ train_teacher = dict(
     models=[train_cls['models'][0], train_cls['models'][2]])
 train_det = dict(
     kind='runner_train', title='Detection training, runner level (batch 4 per GPU, 800x1333)',
-    iters=20, warmup=5,
-    columns=[dict(name='default'),
+    iters=30, warmup=5,
+    columns=[dict(name='plain', cfg_options=dict(
+                 bitmaps, **no_overlaps, **{'fast_training.host_threads': False})),
+             dict(name='default'),
+             dict(name='bitmap masks', cfg_options=bitmaps),
+             dict(name='bitmap masks, 8 data workers',
+                  cfg_options=dict(bitmaps, **{'train_dataloader.num_workers': 8})),
+             dict(name='without overlaps', cfg_options=no_overlaps),
              dict(name="torch's host threads",
                   cfg_options={'fast_training.host_threads': False}),
-             dict(name='fast form', cfg_options=fast_det),
-             dict(name='+ overlaps', cfg_options=overlaps),
-             dict(name='8 data workers', cfg_options={'train_dataloader.num_workers': 8}),
-             dict(name='masks as polygons', cfg_options=polygons)],
+             dict(name='+ AMP, fused AdamW', cfg_options=fast_det)],
     models=[dict(name=mask_rcnn_b, label='Mask R-CNN, TinyViM-B')])
 # Segmentation crops are fixed at 512x512: the default trains the backbone from CUDA
 # graphs (torch.compile mode='reduce-overhead', fp32), which remove the host-bound
-# launches of the eager loop at 4 images per GPU; "plain" is the eager fp32 form.
+# launches of the eager loop at 4 images per GPU, with the two overlaps; "plain" is the
+# eager fp32 form with the losses read every iteration.
 train_seg = dict(
-    train_det, title='Segmentation training, runner level (batch 4 per GPU, 512x512)',
-    columns=[dict(name='plain', cfg_options={'fast_training.compile': False}),
+    train_det, title='Segmentation training, runner level (batch 4 per GPU, 512x512)', iters=20,
+    columns=[dict(name='plain', cfg_options=dict(no_overlaps, **{'fast_training.compile': False})),
              dict(name='default'),
-             dict(name='fast form + CUDA graphs', cfg_options=fast_seg),
-             dict(name='+ overlaps', cfg_options=overlaps)],
+             dict(name='without overlaps', cfg_options=no_overlaps),
+             dict(name='+ AMP, channels-last, fused AdamW', cfg_options=fast_seg)],
     models=[dict(name=fpn_b, label='Semantic FPN, TinyViM-B')])
