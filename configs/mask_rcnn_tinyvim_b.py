@@ -8,9 +8,9 @@
 # proposal's 28x28 mask target. Full-size bitmaps (8 MB per image of 8 objects at
 # 800x1333) made the workers the loop's bottleneck: with 4 workers per GPU a stall of
 # 250-450 ms every few iterations (`python tools/benchmark.py --preset train --only
-# Mask`, docs/benchmarks.md). COCO's crowd regions (RLE, ignored in training) are
-# dropped with one warning. tests/toolboxes/test_detection.py checks that the mask
-# targets of both forms agree.
+# Mask`, docs/benchmarks.md). COCO's crowd regions (RLE) are ignored in training
+# either way (mmdet's ignore_flag). tests/toolboxes/test_detection.py checks that the
+# mask targets of both forms agree.
 _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_poly-1x_coco.py'
 
 custom_imports = dict(imports=['tinyvim_mm'], allow_failed_imports=False)
