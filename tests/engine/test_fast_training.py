@@ -201,6 +201,14 @@ def test_preprocess_stream_marks_detection_targets():
     assert torch.equal(held, boxes)
 
 
+def _busy_main_stream() -> torch.Tensor:
+    """Work queued on the main stream, which the side stream's copies need not wait for."""
+    busy = torch.randn(4096, 4096, device='cuda')
+    for _ in range(4):
+        busy = busy @ busy / 64
+    return busy
+
+
 @needs_gpu
 def test_preprocess_stream_gives_the_same_batch_on_gpu():
     pre, batch = _preprocessor_and_batch()
@@ -209,9 +217,7 @@ def test_preprocess_stream_gives_the_same_batch_on_gpu():
     model = nn.Module()
     model.data_preprocessor = pre
     prepare_model(model, dict(preprocess_stream=True))
-    busy = torch.randn(4096, 4096, device='cuda')
-    for _ in range(4):  # work queued on the main stream, which the copies need not wait for
-        busy = busy @ busy / 64
+    busy = _busy_main_stream()
     out = _seeded(pre, copy.deepcopy(batch), True)
     inputs = out['inputs'] * 1  # used on the main stream after the side stream's work
     assert torch.equal(inputs, reference['inputs'])
@@ -237,9 +243,7 @@ def test_preprocess_stream_gives_the_same_detection_batch_on_gpu():
     model = nn.Module()
     model.data_preprocessor = pre
     prepare_model(model, dict(preprocess_stream=True))
-    busy = torch.randn(4096, 4096, device='cuda')
-    for _ in range(4):
-        busy = busy @ busy / 64
+    busy = _busy_main_stream()
     out = pre(copy.deepcopy(batch), True)
     assert torch.equal(out['inputs'] * 1, reference['inputs'])
     for a, b in zip(out['data_samples'], reference['data_samples']):

@@ -126,8 +126,8 @@ def plan_fast_training(settings: Optional[dict], capability: Optional[Tuple[int,
     if settings.get('compile'):
         compile_kwargs(settings['compile'])
     threads = settings.get('host_threads')
-    if threads is not None and threads is not False and (
-            isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+    if threads is not None and threads is not False and (type(threads) is not int
+                                                          or threads < 1):
         raise ValueError(f'fast_training.host_threads must be a number of threads >= 1 or '
                          f'False, got {threads!r}')
     wanted = {k: v for k, v in settings.items() if v}
