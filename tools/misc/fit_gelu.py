@@ -1,10 +1,10 @@
 """Fit the polynomial of the fused FFN kernel's GELU (``_gelu`` in
 ``tinyvim_mm/ops/ffn/kernels.py``) and report its float32 error.
 
-The kernel computes ``GELU(x) = x * Phi(x)`` from the normal tail probability
-``Q(t) = P(N(0, 1) > t) = 2 ** -s(t)``, ``t = min(|x|, T)``, with ``s`` a polynomial;
-this script fits ``s`` by Lawson's iteration toward the minimax of the GELU's absolute
-error (``dGELU / ds = |x| Q ln 2``) on Chebyshev nodes of ``[0, T]``.
+The kernel computes ``GELU(x) = x * Phi(x) = max(x, 0) - |x| * Q(|x|)`` from the normal
+tail probability ``Q(t) = P(N(0, 1) > t) = 2 ** -s(t)``, ``t = min(|x|, T)``, with ``s`` a
+polynomial; this script fits ``s`` by Lawson's iteration toward the minimax of the GELU's
+absolute error (``dGELU / ds = |x| Q ln 2``) on Chebyshev nodes of ``[0, T]``.
 
 Example::
 
@@ -40,8 +40,7 @@ def gelu_float32(x: np.ndarray, coef: np.ndarray, limit: float) -> np.ndarray:
     s = np.full_like(t, np.float32(coef[-1]))
     for c in coef[-2::-1]:
         s = s * t + np.float32(c)
-    q = np.exp2(-s)
-    return x * np.where(x >= 0, 1 - q, q)
+    return np.maximum(x, 0) - np.abs(x) * np.exp2(-s)
 
 
 def main() -> None:
