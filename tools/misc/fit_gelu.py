@@ -56,7 +56,8 @@ def main() -> None:
     err = np.abs(gelu_float32(x, coef, args.limit) - exact)
     print('s(t) coefficients, lowest order first:')
     print(',\n'.join(f'  {c:.10g}' for c in coef))
-    print(f'max |GELU error| in float32 over [-12, 12]: {err.max():.2e} at x = {x[err.argmax()]:.3f}')
+    worst = x[err.argmax()]
+    print(f'max |GELU error| in float32 over [-12, 12]: {err.max():.2e} at x = {worst:.3f}')
 
 
 if __name__ == '__main__':
