@@ -13,15 +13,19 @@ from conftest import REPO
 TOOL = REPO / 'tools' / 'misc' / 'ffn_kernel_sass.py'
 
 
+def _load_tool():
+    spec = importlib.util.spec_from_file_location('ffn_kernel_sass', TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope='module')
 def tool():
     triton = pytest.importorskip('triton')
     if not (Path(triton.__file__).parent / 'backends' / 'nvidia' / 'bin' / 'nvdisasm').exists():
         pytest.skip("Triton without its NVIDIA backend's tools")
-    spec = importlib.util.spec_from_file_location('ffn_kernel_sass', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _load_tool()
 
 
 def test_hidden_loop_has_one_exp2_per_hidden_value(tool):
@@ -47,10 +51,7 @@ def test_loops_finds_a_loop_body():
         '        /*0020*/               @P0 MUFU.EX2 R5, R2 ;',
         '        /*0030*/               @P1 BRA `(.L_x_0) ;',
         '        /*0040*/                   EXIT ;'])
-    spec = importlib.util.spec_from_file_location('ffn_kernel_sass_plain', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    (n, counts), = module.loops(sass)
+    (n, counts), = _load_tool().loops(sass)
     assert n == 3 and counts == {'FFMA': 1, 'MUFU': 1, 'BRA': 1}
 
 

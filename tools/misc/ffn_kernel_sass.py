@@ -99,10 +99,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.channels < 1:
         parser.error('--channels must be positive')
-    from tinyvim_mm.ops.device import next_pow2
-    from tinyvim_mm.ops.ffn.fused_ffn import _launch_config
-    block_c = max(16, next_pow2(args.channels))
-    block_m, block_h, warps, stages = _launch_config(block_c, not args.fp32)
+    from tinyvim_mm.ops.ffn.fused_ffn import launch_config
+    block_c, block_m, block_h, warps, stages = launch_config(args.channels, not args.fp32)
     constexprs = dict(HAS_DW=not args.no_dw, KS=3, BLOCK_M=block_m, BLOCK_C=block_c,
                       BLOCK_H=block_h, PRECISION='ieee' if args.fp32 else 'tf32')
     compiled = compile_kernel(args.kernel_file, constexprs, args.arch, warps, stages)

@@ -15,19 +15,22 @@ from ..device import kernel_unsupported, next_pow2
 MAX_CHANNELS = 256
 
 
-def _launch_config(block_c: int, half: bool) -> Tuple[int, int, int, int]:
-    """``(BLOCK_M, BLOCK_H, num_warps, num_stages)`` for a ``BLOCK_C``-wide block.
-    Half precision: from sweeps on an H100 (fp16, batch 1024; docs/benchmarks.md, "The
+def launch_config(channels: int, half: bool) -> Tuple[int, int, int, int, int]:
+    """``(BLOCK_C, BLOCK_M, BLOCK_H, num_warps, num_stages)`` of the kernel for a block of
+    ``channels`` (``BLOCK_C`` the next power of 2, at least 16). Half precision: from sweeps on an H100 (fp16, batch 1024; docs/benchmarks.md, "The
     fused FFN kernel's launch"): up to 64 channels at TinyViM-S's stage-1 / 2 shapes
     1.62 / 1.12 / 0.50 ms against 1.98 / 1.50 / 0.64 ms with float32's launch, 65-128 at
     TinyViM-B / L's stage 2 1.14 / 0.87 / 1.38 ms against 2.23 / 1.75 / 2.76 ms. Float32
     (the dense tasks' inference form; twice the registers and shared memory per tile)
     keeps the launches its measurements were made with (not swept)."""
+    block_c = max(16, next_pow2(channels))
     if block_c <= 64:
-        return (64, 32, 4, 1) if half else (128, 64, 4, 3)
-    if block_c <= 128:
-        return (64, 64, 4, 3) if half else (64, 64, 8, 3)
-    return 32, 32, 8, 3
+        launch = (64, 32, 4, 1) if half else (128, 64, 4, 3)
+    elif block_c <= 128:
+        launch = (64, 64, 4, 3) if half else (64, 64, 8, 3)
+    else:
+        launch = 32, 32, 8, 3
+    return (block_c, *launch)
 
 
 @torch.library.custom_op('tinyvim::fused_ffn_triton', mutates_args=())
@@ -39,9 +42,8 @@ def fused_ffn_triton(x: Tensor, w1t: Tensor, b1: Tensor, w2t: Tensor, b2: Tensor
     b, channels, height, width = x.shape
     hidden = w1t.shape[1]
     out = torch.empty_like(x, memory_format=torch.channels_last)
-    block_c = max(16, next_pow2(channels))
     half = x.dtype != torch.float32
-    block_m, block_h, warps, stages = _launch_config(block_c, half)
+    block_c, block_m, block_h, warps, stages = launch_config(channels, half)
     rows = b * height * width
     has_dw = dw_weight is not None
     ffn_kernel[(-(-rows // block_m), )](
